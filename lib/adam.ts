@@ -1,0 +1,75 @@
+/**
+ * Adam, written out so that its whole state is plain named tensors a
+ * checkpoint can store and restore exactly.
+ *
+ * The update is PyTorch's: `p -= lr / (1 - b1^t) * m / (sqrt(v) /
+ * sqrt(1 - b2^t) + eps)`, with the bias corrections computed on the host.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+
+/** Adam hyper-parameters. */
+export interface AdamConfig {
+  learningRate: number;
+  beta1: number;
+  beta2: number;
+  /** Added to the denominator. Default: 1e-8. */
+  epsilon?: number;
+}
+
+/** Adam over a fixed set of named variables. */
+export class Adam {
+  readonly config: Required<AdamConfig>;
+  /** Updates applied so far. */
+  updates = 0;
+  readonly #params: Map<string, tf.Variable>;
+  readonly #m = new Map<string, tf.Variable>();
+  readonly #v = new Map<string, tf.Variable>();
+
+  constructor(params: Map<string, tf.Variable>, config: AdamConfig) {
+    this.config = { epsilon: 1e-8, ...config };
+    this.#params = params;
+    for (const [name, p] of params) {
+      this.#m.set(name, tf.variable(tf.zerosLike(p), false));
+      this.#v.set(name, tf.variable(tf.zerosLike(p), false));
+    }
+  }
+
+  /** Applies one update from gradients keyed by parameter name. */
+  apply(grads: Record<string, tf.Tensor>): void {
+    const { learningRate, beta1, beta2, epsilon } = this.config;
+    this.updates++;
+    const t = this.updates;
+    const stepSize = learningRate / (1 - beta1 ** t);
+    const rootCorrection = Math.sqrt(1 - beta2 ** t);
+    tf.tidy(() => {
+      for (const [name, p] of this.#params) {
+        const g = grads[name];
+        if (!g) {
+          throw new Error(`Cannot apply Adam: no gradient for "${name}"`);
+        }
+        const m = this.#m.get(name)!;
+        const v = this.#v.get(name)!;
+        m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
+        v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
+        const denom = tf.add(tf.div(tf.sqrt(v), rootCorrection), epsilon);
+        p.assign(tf.sub(p, tf.mul(tf.div(m, denom), stepSize)));
+      }
+    });
+  }
+
+  /** The moment estimates, named `adam/m/<param>` and `adam/v/<param>`. */
+  state(): Map<string, tf.Variable> {
+    const out = new Map<string, tf.Variable>();
+    for (const [name, m] of this.#m) out.set(`adam/m/${name}`, m);
+    for (const [name, v] of this.#v) out.set(`adam/v/${name}`, v);
+    return out;
+  }
+
+  /** Frees the moment estimates. */
+  dispose(): void {
+    for (const t of [...this.#m.values(), ...this.#v.values()]) t.dispose();
+  }
+}

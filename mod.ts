@@ -1,0 +1,62 @@
+/**
+ * cogan-deno: Coupled GANs (Liu & Tuzel, NeurIPS 2016) in Deno with tfjs,
+ * exported to ONNX and run with ONNX Runtime.
+ *
+ * Vocabulary, used the same way everywhere in this code:
+ *
+ * - A *domain* is one image distribution: `mnist`, or `mnist-rot90`
+ *   (MNIST rotated 90 degrees counter-clockwise), `mnist-negative`,
+ *   `mnist-edge`.
+ * - The *latent* `z` is a vector of standard normal numbers; a *pair* is
+ *   the images every domain's generator makes from one `z`.
+ * - *Shared* layers are one set of variables used by every domain (the
+ *   generators' first layers, the discriminators' last); *private* layers
+ *   belong to one domain.
+ * - A *step* is one discriminator update plus one generator update.
+ * - A *run* is a folder with `config.json`, `metrics.jsonl`, `samples/` and
+ *   `checkpoints/step-NNNNNN/`.
+ *
+ * @module
+ */
+
+export * from "./lib/arch.ts";
+export * from "./lib/errors.ts";
+export {
+  type BackendName,
+  BACKENDS,
+  resolveTrainOptions,
+  type TrainOptions,
+  type TrainOptionsInput,
+} from "./lib/options.ts";
+export {
+  type MetricsRecord,
+  train,
+  type TrainHooks,
+  type TrainProgress,
+  type TrainResult,
+} from "./lib/train.ts";
+export {
+  type Checkpoint,
+  type CheckpointManifest,
+  findCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+} from "./lib/checkpoint.ts";
+export {
+  type CoupledModel,
+  createModel,
+  discriminate,
+  disposeModel,
+  generate,
+} from "./lib/model.ts";
+export { type DomainInfo, domainInfos, makeDomains } from "./lib/data.ts";
+export { loadMnist, type MnistSplit } from "./lib/mnist.ts";
+export {
+  applyTransform,
+  invertTransform,
+  type TransformName,
+  TRANSFORMS,
+} from "./lib/transforms.ts";
+export { encodePng, type GrayImage, pairGrid } from "./lib/png.ts";
+export { Rng } from "./lib/rng.ts";
+export { useBackend } from "./lib/backend.ts";
