@@ -48,6 +48,7 @@ export {
   discriminate,
   disposeModel,
   generate,
+  modelFromCheckpoint,
 } from "./lib/model.ts";
 export { type DomainInfo, domainInfos, makeDomains } from "./lib/data.ts";
 export { loadMnist, type MnistSplit } from "./lib/mnist.ts";

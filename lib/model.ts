@@ -18,6 +18,8 @@ import {
   type LayerSpec,
   LEAKY_SLOPE,
 } from "./arch.ts";
+import type { Checkpoint } from "./checkpoint.ts";
+import { InputError } from "./errors.ts";
 import { Rng } from "./rng.ts";
 
 /** A dense layer's variables. */
@@ -29,12 +31,6 @@ export interface DenseLayer {
 
 /** A stack of dense layers. */
 export type Stack = DenseLayer[];
-
-/** Plain arrays of a stack of layers, enough to rebuild its forward pass. */
-export interface ParameterSpec {
-  name: string;
-  shape: [number, number] | [number];
-}
 
 /** Applies a dense layer's activation. */
 export function activate(x: tf.Tensor2D, activation: Activation): tf.Tensor2D {
@@ -210,4 +206,39 @@ export function discriminate(
     model.discriminatorShared,
     runStack(model.discriminatorPrivate[d], images),
   );
+}
+
+/**
+ * Sets every parameter of `model` from named values (a checkpoint's
+ * tensors). Throws when one is missing or has the wrong size.
+ */
+export function assignParameters(
+  model: CoupledModel,
+  values: Map<string, Float32Array>,
+  source: string,
+): void {
+  for (const [name, variable] of model.parameters) {
+    const v = values.get(name);
+    if (!v || v.length !== variable.size) {
+      throw new InputError(
+        `Cannot load weights from "${source}": parameter "${name}" is ${
+          v ? `of size ${v.length}, not ${variable.size}` : "missing"
+        }`,
+      );
+    }
+    tf.tidy(() => variable.assign(tf.tensor(v, variable.shape)));
+  }
+}
+
+/** Builds the networks of a checkpoint with its trained weights. */
+export function modelFromCheckpoint(checkpoint: Checkpoint): CoupledModel {
+  const { arch, domains } = checkpoint.manifest;
+  const model = createModel(arch, domains.map((d) => d.name), 0);
+  try {
+    assignParameters(model, checkpoint.tensors, checkpoint.path);
+  } catch (err) {
+    disposeModel(model);
+    throw err;
+  }
+  return model;
 }
