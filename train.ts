@@ -15,6 +15,7 @@ import {
   ProgressLine,
   runMain,
 } from "./lib/cli.ts";
+import { MATMUL_KERNELS } from "./lib/kernels.ts";
 import { BACKENDS } from "./lib/options.ts";
 import { type MetricsRecord, train } from "./lib/train.ts";
 import { TRANSFORMS } from "./lib/transforms.ts";
@@ -46,6 +47,10 @@ ${
   --keep-checkpoints N   newest checkpoints kept, 0 = all (default: 5)
   --eval-every N         steps per correspondence check, 0 = off (default: 0)
   --backend NAME         tfjs backend: ${BACKENDS.join(" | ")} (default: wasm)
+  --kernel NAME          matmul kernel: ${
+  MATMUL_KERNELS.join(" | ")
+} (default: auto,
+                         OpenBLAS through FFI where installed, else pure wasm)
   --resume               continue the run in --out from its newest checkpoint
   -h, --help             show this help
 
@@ -66,6 +71,7 @@ const FLAGS = {
   "keep-checkpoints": { type: "string" },
   "eval-every": { type: "string" },
   backend: { type: "string" },
+  kernel: { type: "string" },
   resume: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -96,6 +102,7 @@ async function main(): Promise<number> {
     keepCheckpoints: intFlag("keep-checkpoints", flags["keep-checkpoints"], 0),
     evalEvery: intFlag("eval-every", flags["eval-every"], 0),
     backend: choiceFlag("backend", flags.backend, BACKENDS),
+    kernel: choiceFlag("kernel", flags.kernel, MATMUL_KERNELS),
   };
 
   const controller = new AbortController();
@@ -124,7 +131,7 @@ async function main(): Promise<number> {
     console.log(
       `${
         result.interrupted ? "interrupted" : "trained"
-      } ${result.step} steps in ${elapsed}: run ${result.runDir}, checkpoint ${result.checkpoint}, samples ${result.sample}, metrics ${result.metricsPath}`,
+      } ${result.step} steps in ${elapsed} (${result.options.backend}, ${result.kernel} matmul): run ${result.runDir}, checkpoint ${result.checkpoint}, samples ${result.sample}, metrics ${result.metricsPath}`,
     );
     return 0;
   } finally {

@@ -8,6 +8,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
+import { blasInfo } from "./kernels.ts";
 import type { BackendName } from "./options.ts";
 
 /** Switches tfjs to `name` and throws if it did not take. */
@@ -31,9 +32,11 @@ export async function useBackend(name: BackendName): Promise<void> {
 
 /** Versions recorded with every run and export. */
 export function versions(): Record<string, string> {
+  const blas = blasInfo();
   return {
     deno: Deno.version.deno,
     tfjs: tf.version_core,
     backend: tf.getBackend(),
+    ...(blas ? { blas: `${blas.path} (${blas.config})` } : {}),
   };
 }

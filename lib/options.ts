@@ -8,6 +8,7 @@
 
 import { DEFAULT_ARCH, getArch } from "./arch.ts";
 import { OptionError } from "./errors.ts";
+import { MATMUL_KERNELS, type MatMulKernel } from "./kernels.ts";
 import { checkTransform, type TransformName } from "./transforms.ts";
 
 /** tfjs backends training can run on. */
@@ -44,6 +45,12 @@ export interface TrainOptions {
   evalEvery: number;
   /** tfjs backend. Default: `wasm`. */
   backend: BackendName;
+  /**
+   * Matrix product kernel on the wasm backend (see `lib/kernels.ts`):
+   * `auto` uses OpenBLAS through FFI where it is installed, else the pure
+   * wasm path. Default: `auto`.
+   */
+  kernel: MatMulKernel;
 }
 
 /** Options as a user may give them: anything left out takes its default. */
@@ -81,6 +88,7 @@ export const SCHEDULE_OPTIONS = [
   "keepCheckpoints",
   "evalEvery",
   "backend",
+  "kernel",
   "out",
 ] as const;
 
@@ -103,6 +111,7 @@ export function resolveTrainOptions(
     keepCheckpoints: input.keepCheckpoints ?? 5,
     evalEvery: input.evalEvery ?? 0,
     backend: input.backend ?? "wasm",
+    kernel: input.kernel ?? "auto",
   };
   checkInteger("steps", options.steps, 1);
   checkInteger("batchSize", options.batchSize, 1);
@@ -125,6 +134,21 @@ export function resolveTrainOptions(
       `Unsupported backend: "${options.backend}". Should be one of: ${
         BACKENDS.join(", ")
       }`,
+    );
+  }
+  if (!(MATMUL_KERNELS as readonly string[]).includes(options.kernel)) {
+    throw new OptionError(
+      `Unsupported matmul kernel: "${options.kernel}". Should be one of: ${
+        MATMUL_KERNELS.join(", ")
+      }`,
+    );
+  }
+  if (
+    options.kernel !== "auto" && options.kernel !== "tfjs" &&
+    options.backend !== "wasm"
+  ) {
+    throw new OptionError(
+      `Cannot use matmul kernel "${options.kernel}" as it needs backend "wasm": current backend is "${options.backend}"`,
     );
   }
   if (options.out.trim() === "") {

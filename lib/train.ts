@@ -24,6 +24,7 @@ import {
 } from "./checkpoint.ts";
 import { Batcher, domainInfos, makeDomains } from "./data.ts";
 import { OptionError } from "./errors.ts";
+import { useMatMulKernel } from "./kernels.ts";
 import { loadMnist } from "./mnist.ts";
 import {
   type CoupledModel,
@@ -98,6 +99,8 @@ export interface TrainHooks {
 /** What a run left behind. */
 export interface TrainResult {
   options: TrainOptions;
+  /** Matrix product kernel that ran (see `lib/kernels.ts`). */
+  kernel: string;
   runDir: string;
   /** Steps completed. */
   step: number;
@@ -201,6 +204,9 @@ export async function train(
   const runDir = options.out;
   const arch = getArch(options.arch);
   await useBackend(options.backend);
+  const kernel = options.backend === "wasm"
+    ? useMatMulKernel(options.kernel)
+    : "tfjs";
 
   const mnist = await loadMnist("train");
   const domains = makeDomains(mnist, options.transform);
@@ -274,6 +280,7 @@ export async function train(
             arch,
             domains: domainInfos(options.transform),
             versions: versions(),
+            kernel,
             resumedFrom: resumeFrom?.path ?? null,
             writtenAt: new Date().toISOString(),
           },
@@ -412,6 +419,7 @@ export async function train(
     if (latest[latest.length - 1] !== step) lastCheckpoint = await checkpoint();
     return {
       options,
+      kernel,
       runDir,
       step,
       interrupted: step < options.steps,
