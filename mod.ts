@@ -60,4 +60,61 @@ export {
 } from "./lib/transforms.ts";
 export { encodePng, type GrayImage, pairGrid } from "./lib/png.ts";
 export { Rng } from "./lib/rng.ts";
+export {
+  EXECUTION_PROVIDERS,
+  type ExecutionProvider,
+  type ExecutionProviderChoice,
+  type InferOptions,
+  type InferProgress,
+  type InferResult,
+  interpolateLatents,
+  LatentStream,
+  openPairGenerator,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  type PairGenerator,
+  type PairGeneratorOptions,
+  readModel,
+  runInference,
+  seededLatents,
+  slerp,
+} from "./lib/infer.ts";
+export {
+  type NpyArray,
+  NpyWriter,
+  parseNpy,
+  readNpy,
+  writeNpy,
+} from "./lib/npy.ts";
+export {
+  domainFile,
+  EXPORT_FORMAT,
+  EXPORT_MANIFEST_FILE,
+  EXPORT_TOLERANCE,
+  EXPORT_VERSION,
+  type ExportCheck,
+  ExportCheckError,
+  type ExportFile,
+  type ExportManifest,
+  type ExportOptions,
+  type ExportResult,
+  exportRun,
+  METADATA_PREFIX,
+  PAIR_FILE,
+} from "./lib/export.ts";
+export {
+  BATCH_DIM,
+  decodeModel,
+  type DenseWeights,
+  encodeModel,
+  generatorModel,
+  type GeneratorModelSpec,
+  type GeneratorWeights,
+  generatorWeights,
+  IMAGE_SHAPE,
+  LATENT_INPUT,
+  modelMetadata,
+  ONNX_IR_VERSION,
+  ONNX_OPSET,
+} from "./lib/onnx.ts";
 export { useBackend } from "./lib/backend.ts";
