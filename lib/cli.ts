@@ -28,11 +28,27 @@ export function parseFlags<T extends FlagSpec>(
 ): ReturnType<
   typeof parseArgs<{ args: string[]; options: T; strict: true }>
 >["values"] {
+  // `--steps -5` would read as two flags; joining a negative number to its
+  // flag lets the value checks name the real problem.
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") ? args[i].slice(2) : undefined;
+    const spec = name === undefined ? undefined : options[name];
+    if (spec?.type === "string" && /^-\d/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[++i]}`);
+    } else {
+      joined.push(args[i]);
+    }
+  }
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false })
-      .values;
+    return parseArgs({
+      args: joined,
+      options,
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (err) {
-    throw new OptionError((err as Error).message);
+    throw new OptionError((err as Error).message.split("\n")[0]);
   }
 }
 

@@ -48,6 +48,78 @@ function pickVariables(model: CoupledModel, names: string[]): tf.Variable[] {
   return names.map((n) => model.parameters.get(n)!);
 }
 
+/** Gradients of one network's loss, with the step's statistics. */
+export interface NetworkGrads {
+  /** By parameter name; shared ones already divided by the domains. */
+  grads: tf.NamedTensorMap;
+  /** Per domain: the loss, and for the discriminator D(real), D(fake). */
+  losses: tf.Scalar[];
+  dReal: tf.Scalar[];
+  dFake: tf.Scalar[];
+}
+
+/**
+ * Discriminator gradients for real batches `reals[d]` and generated
+ * batches `fakes[d]` (each [batch, 784]); the fakes are constants here.
+ */
+export function discriminatorGrads(
+  model: CoupledModel,
+  reals: tf.Tensor2D[],
+  fakes: tf.Tensor2D[],
+): NetworkGrads {
+  const losses: tf.Scalar[] = [];
+  const dReal: tf.Scalar[] = [];
+  const dFake: tf.Scalar[] = [];
+  const vars = pickVariables(model, parameterNames(model, "discriminator"));
+  const { grads } = tf.variableGrads(() => {
+    const perDomain = model.domains.map((_, i) => {
+      const realLogits = discriminate(model, i, reals[i]);
+      const fakeLogits = discriminate(model, i, fakes[i]);
+      dReal.push(tf.keep(tf.mean(tf.sigmoid(realLogits))));
+      dFake.push(tf.keep(tf.mean(tf.sigmoid(fakeLogits))));
+      const loss = tf.add(
+        tf.mean(tf.softplus(tf.neg(realLogits))),
+        tf.mean(tf.softplus(fakeLogits)),
+      ) as tf.Scalar;
+      losses.push(tf.keep(loss));
+      return loss;
+    });
+    return tf.addN(perDomain) as tf.Scalar;
+  }, vars);
+  return {
+    grads: scaleShared(grads, model.domains.length),
+    losses,
+    dReal,
+    dFake,
+  };
+}
+
+/** Generator gradients (non-saturating loss) for latents `z`. */
+export function generatorGrads(
+  model: CoupledModel,
+  z: tf.Tensor2D,
+): NetworkGrads {
+  const losses: tf.Scalar[] = [];
+  const vars = pickVariables(model, parameterNames(model, "generator"));
+  const { grads } = tf.variableGrads(() => {
+    const images = generate(model, z);
+    const perDomain = images.map((x, i) => {
+      const loss = tf.mean(
+        tf.softplus(tf.neg(discriminate(model, i, x))),
+      ) as tf.Scalar;
+      losses.push(tf.keep(loss));
+      return loss;
+    });
+    return tf.addN(perDomain) as tf.Scalar;
+  }, vars);
+  return {
+    grads: scaleShared(grads, model.domains.length),
+    losses,
+    dReal: [],
+    dFake: [],
+  };
+}
+
 /**
  * Runs one step. `reals[d]` is a [batch, 784] batch of domain `d`, `z` is
  * [batch, latentDim]. The step's statistics ([domains * 4], ordered as
@@ -61,55 +133,21 @@ export function trainStep(
   z: tf.Tensor2D,
   stats: tf.Variable,
 ): void {
-  const n = model.domains.length;
   tf.tidy(() => {
-    // Discriminator update; the fakes are constants here.
-    const fakes = generate(model, z);
-    const dReal: tf.Scalar[] = [];
-    const dFake: tf.Scalar[] = [];
-    const dLoss: tf.Scalar[] = [];
-    const dVars = pickVariables(model, parameterNames(model, "discriminator"));
-    const d = tf.variableGrads(() => {
-      const losses = model.domains.map((_, i) => {
-        const realLogits = discriminate(model, i, reals[i]);
-        const fakeLogits = discriminate(model, i, fakes[i]);
-        dReal.push(tf.keep(tf.mean(tf.sigmoid(realLogits))));
-        dFake.push(tf.keep(tf.mean(tf.sigmoid(fakeLogits))));
-        const loss = tf.add(
-          tf.mean(tf.softplus(tf.neg(realLogits))),
-          tf.mean(tf.softplus(fakeLogits)),
-        ) as tf.Scalar;
-        dLoss.push(tf.keep(loss));
-        return loss;
-      });
-      return tf.addN(losses) as tf.Scalar;
-    }, dVars);
-    optimisers.discriminator.apply(scaleShared(d.grads, n));
-
-    // Generator update with the same z, through the updated discriminator.
-    const gLoss: tf.Scalar[] = [];
-    const gVars = pickVariables(model, parameterNames(model, "generator"));
-    const g = tf.variableGrads(() => {
-      const images = generate(model, z);
-      const losses = images.map((x, i) => {
-        const loss = tf.mean(
-          tf.softplus(tf.neg(discriminate(model, i, x))),
-        ) as tf.Scalar;
-        gLoss.push(tf.keep(loss));
-        return loss;
-      });
-      return tf.addN(losses) as tf.Scalar;
-    }, gVars);
-    optimisers.generator.apply(scaleShared(g.grads, n));
+    const d = discriminatorGrads(model, reals, generate(model, z));
+    optimisers.discriminator.apply(d.grads);
+    // The generator learns through the discriminator just updated.
+    const g = generatorGrads(model, z);
+    optimisers.generator.apply(g.grads);
 
     const values = model.domains.flatMap((_, i) => [
-      dLoss[i],
-      gLoss[i],
-      dReal[i],
-      dFake[i],
+      d.losses[i],
+      g.losses[i],
+      d.dReal[i],
+      d.dFake[i],
     ]);
     stats.assign(tf.add(stats, tf.stack(values)));
     // Kept tensors escape the gradient scopes; free them here.
-    for (const t of [...dReal, ...dFake, ...dLoss, ...gLoss]) t.dispose();
+    tf.dispose([...d.losses, ...d.dReal, ...d.dFake, ...g.losses]);
   });
 }

@@ -1,0 +1,287 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { Adam } from "../lib/adam.ts";
+import type { ArchSpec } from "../lib/arch.ts";
+import { useBackend } from "../lib/backend.ts";
+import { useMatMulKernel } from "../lib/kernels.ts";
+import {
+  type CoupledModel,
+  createModel,
+  disposeModel,
+  generate,
+  runStack,
+} from "../lib/model.ts";
+import { Rng } from "../lib/rng.ts";
+import { discriminatorGrads, generatorGrads, trainStep } from "../lib/step.ts";
+
+await useBackend("wasm");
+
+/** A tiny coupled MLP: 784-pixel images, small layers. */
+const TINY: ArchSpec = {
+  name: "tiny",
+  summary: "test network",
+  latentDim: 4,
+  generatorShared: [{ units: 6, activation: "relu" }],
+  generatorPrivate: [{ units: 784, activation: "sigmoid" }],
+  discriminatorPrivate: [{ units: 5, activation: "leaky_relu" }],
+  discriminatorShared: [
+    { units: 3, activation: "tanh" },
+    { units: 1, activation: "linear" },
+  ],
+  learningRate: 1e-3,
+  beta1: 0.5,
+  beta2: 0.999,
+  batchSize: 3,
+};
+
+function batches(seed: number, batch: number, width: number): tf.Tensor2D[] {
+  const rng = new Rng(seed);
+  return [0, 1].map(() =>
+    tf.tensor2d(
+      Float32Array.from({ length: batch * width }, () => rng.nextFloat()),
+      [batch, width],
+    )
+  );
+}
+
+function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+}
+
+Deno.test("createModel() shares one set of variables between domains", () => {
+  const model = createModel(TINY, ["a", "b"], 0);
+  try {
+    // Both domains' generator paths start with the very same layer objects.
+    const shared = model.generatorShared[0];
+    assert.equal(
+      model.parameters.get("generator/shared/0/kernel"),
+      shared.kernel,
+    );
+    assert.equal(model.generatorPrivate.length, 2);
+    assert.notEqual(
+      model.generatorPrivate[0][0].kernel,
+      model.generatorPrivate[1][0].kernel,
+    );
+    const names = [...model.parameters.keys()];
+    assert.equal(names.filter((n) => n.includes("/shared/")).length, 6);
+    assert.deepEqual(model.parameters.get("generator/a/0/kernel")!.shape, [
+      6,
+      784,
+    ]);
+  } finally {
+    disposeModel(model);
+  }
+});
+
+Deno.test("generate() equals each domain's path computed separately", () => {
+  const model = createModel(TINY, ["a", "b"], 1);
+  try {
+    tf.tidy(() => {
+      const [z] = batches(2, 5, 4);
+      const [a, b] = generate(model, z);
+      const h = runStack(model.generatorShared, z);
+      assert.equal(maxDiff(a, runStack(model.generatorPrivate[0], h)), 0);
+      assert.equal(maxDiff(b, runStack(model.generatorPrivate[1], h)), 0);
+    });
+  } finally {
+    disposeModel(model);
+  }
+});
+
+/**
+ * Discriminator loss of one domain written out with plain tfjs ops on
+ * given weights: an independent forward pass.
+ */
+function plainDiscriminatorLoss(
+  w: Record<string, tf.Tensor>,
+  domain: string,
+  real: tf.Tensor2D,
+  fake: tf.Tensor2D,
+): tf.Scalar {
+  const logits = (x: tf.Tensor2D) => {
+    const h0 = tf.leakyRelu(
+      tf.add(
+        tf.matMul(x, w[`discriminator/${domain}/0/kernel`] as tf.Tensor2D),
+        w[`discriminator/${domain}/0/bias`],
+      ),
+      0.2,
+    ) as tf.Tensor2D;
+    const h1 = tf.tanh(
+      tf.add(
+        tf.matMul(h0, w["discriminator/shared/0/kernel"] as tf.Tensor2D),
+        w["discriminator/shared/0/bias"],
+      ),
+    ) as tf.Tensor2D;
+    return tf.add(
+      tf.matMul(h1, w["discriminator/shared/1/kernel"] as tf.Tensor2D),
+      w["discriminator/shared/1/bias"],
+    );
+  };
+  // -log(sigmoid(l)) on real, -log(1 - sigmoid(l)) on fake.
+  return tf.add(
+    tf.neg(tf.mean(tf.log(tf.sigmoid(logits(real))))),
+    tf.neg(tf.mean(tf.log(tf.sub(1, tf.sigmoid(logits(fake)))))),
+  ) as tf.Scalar;
+}
+
+function snapshot(model: CoupledModel): Record<string, tf.Tensor> {
+  return Object.fromEntries(
+    [...model.parameters].map(([n, v]) => [n, tf.clone(v)]),
+  );
+}
+
+Deno.test("discriminatorGrads() averages the shared gradient over domains", () => {
+  const model = createModel(TINY, ["a", "b"], 3);
+  try {
+    tf.tidy(() => {
+      const reals = batches(4, 3, 784);
+      const fakes = batches(5, 3, 784);
+      const d = discriminatorGrads(model, reals, fakes);
+      const w = snapshot(model);
+      const names = Object.keys(w).filter((n) =>
+        n.startsWith("discriminator/")
+      );
+      // Each domain's loss reaches its own private layers and the shared.
+      const perDomain = ["a", "b"].map((domain, i) => {
+        const own = names.filter((n) => !n.includes(`/${i ? "a" : "b"}/`));
+        const f = (...values: tf.Tensor[]) => {
+          const v = Object.fromEntries(own.map((n, j) => [n, values[j]]));
+          return plainDiscriminatorLoss(
+            { ...w, ...v },
+            domain,
+            reals[i],
+            fakes[i],
+          );
+        };
+        const grads = tf.grads(f)(own.map((n) => w[n]));
+        return Object.fromEntries(own.map((n, j) => [n, grads[j]]));
+      });
+      for (const name of names) {
+        const expected = name.includes("/shared/")
+          ? tf.div(tf.add(perDomain[0][name], perDomain[1][name]), 2)
+          : perDomain[name.includes("/a/") ? 0 : 1][name];
+        assert.ok(
+          maxDiff(d.grads[name], expected) < 1e-6,
+          `${name}: ${maxDiff(d.grads[name], expected)}`,
+        );
+      }
+      tf.dispose([...d.losses, ...d.dReal, ...d.dFake]);
+    });
+  } finally {
+    disposeModel(model);
+  }
+});
+
+Deno.test("generatorGrads() averages the shared gradient over domains", () => {
+  const model = createModel(TINY, ["a", "b"], 6);
+  try {
+    tf.tidy(() => {
+      const [z] = batches(7, 3, 4);
+      const both = generatorGrads(model, z);
+      // With one domain's loss alone (the other head's loss has no path to
+      // it), the private gradient is that domain's full gradient.
+      const single = (i: number) =>
+        tf.variableGrads(
+          () => {
+            const images = generate(model, z);
+            const logits = runStack(
+              model.discriminatorShared,
+              runStack(model.discriminatorPrivate[i], images[i]),
+            );
+            return tf.mean(tf.softplus(tf.neg(logits))) as tf.Scalar;
+          },
+          [...model.parameters].filter(([n]) => n.startsWith("generator/")).map(
+            ([, v]) => v,
+          ),
+        ).grads;
+      const [ga, gb] = [single(0), single(1)];
+      const shared = "generator/shared/0/kernel";
+      const mean = tf.div(tf.add(ga[shared], gb[shared]), 2);
+      assert.ok(maxDiff(both.grads[shared], mean) < 1e-6);
+      assert.ok(
+        maxDiff(
+          both.grads["generator/a/0/kernel"],
+          ga["generator/a/0/kernel"],
+        ) < 1e-6,
+      );
+      assert.ok(
+        maxDiff(both.grads["generator/b/0/bias"], gb["generator/b/0/bias"]) <
+          1e-6,
+      );
+      tf.dispose(both.losses);
+    });
+  } finally {
+    disposeModel(model);
+  }
+});
+
+Deno.test("trainStep() keeps the tensor count constant across steps", () => {
+  const model = createModel(TINY, ["a", "b"], 8);
+  const pick = (p: string) =>
+    new Map([...model.parameters].filter(([n]) => n.startsWith(p)));
+  const optimisers = {
+    discriminator: new Adam(pick("discriminator/"), TINY),
+    generator: new Adam(pick("generator/"), TINY),
+  };
+  const stats = tf.variable(tf.zeros([8]));
+  const reals = batches(9, 3, 784);
+  const [z] = batches(10, 3, 4);
+  try {
+    trainStep(model, optimisers, reals, z, stats);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) trainStep(model, optimisers, reals, z, stats);
+    assert.equal(tf.memory().numTensors, before);
+    assert.ok(stats.dataSync().every(Number.isFinite));
+  } finally {
+    disposeModel(model);
+    optimisers.discriminator.dispose();
+    optimisers.generator.dispose();
+    tf.dispose([stats, ...reals, z]);
+  }
+});
+
+Deno.test("matmul kernels agree with the stock kernel", () => {
+  const rng = new Rng(11);
+  const t = (r: number, c: number) =>
+    tf.tensor2d(
+      Float32Array.from({ length: r * c }, () => rng.nextFloat() - 0.5),
+      [r, c],
+    );
+  const a = t(7, 13);
+  const b = t(13, 5);
+  const at = t(13, 7);
+  const bt = t(5, 13);
+  const cases = () => [
+    tf.matMul(a, b),
+    tf.matMul(a, bt, false, true),
+    tf.matMul(at, b, true, false),
+    tf.matMul(at, bt, true, true),
+  ];
+  useMatMulKernel("tfjs");
+  const expected = cases();
+  try {
+    for (const kernel of ["wasm", "blas"] as const) {
+      let ran: string;
+      try {
+        ran = useMatMulKernel(kernel);
+      } catch (err) {
+        // OpenBLAS is optional; its absence must be reported clearly.
+        assert.equal(kernel, "blas");
+        assert.match(
+          (err as Error).message,
+          /apt-get install libopenblas0-pthread/,
+        );
+        continue;
+      }
+      assert.equal(ran, kernel);
+      const got = cases();
+      got.forEach((g, i) =>
+        assert.ok(maxDiff(g, expected[i]) < 1e-5, `${kernel} case ${i}`)
+      );
+      tf.dispose(got);
+    }
+  } finally {
+    useMatMulKernel("tfjs");
+    tf.dispose([a, b, at, bt, ...expected]);
+  }
+});
