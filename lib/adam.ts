@@ -25,6 +25,17 @@ export interface AdamConfig {
   beta2: number;
   /** Added to the denominator. Default: 1e-8. */
   epsilon?: number;
+  /**
+   * On the wasm backend, update each parameter in one pass over the heap
+   * instead of thirteen tfjs kernels (several times faster; equal within
+   * float32 rounding, see the tests). Default: true.
+   */
+  fused?: boolean;
+}
+
+/** The slice of tfjs's wasm backend the fused update reads and writes. */
+interface HeapBackend {
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
 }
 
 /** Adam over a fixed set of named variables. */
@@ -37,7 +48,7 @@ export class Adam {
   readonly #v = new Map<string, tf.Variable>();
 
   constructor(params: Map<string, tf.Variable>, config: AdamConfig) {
-    this.config = { epsilon: 1e-8, ...config };
+    this.config = { epsilon: 1e-8, fused: true, ...config };
     this.#params = params;
     for (const [name, p] of params) {
       this.#m.set(name, tf.variable(tf.zerosLike(p), false));
@@ -47,17 +58,34 @@ export class Adam {
 
   /** Applies one update from gradients keyed by parameter name. */
   apply(grads: Record<string, tf.Tensor>): void {
-    const { learningRate, beta1, beta2, epsilon } = this.config;
+    for (const name of this.#params.keys()) {
+      if (!grads[name]) {
+        throw new Error(`Cannot apply Adam: no gradient for "${name}"`);
+      }
+    }
     this.updates++;
+    if (this.config.fused && tf.getBackend() === "wasm") {
+      this.#applyFused(grads);
+    } else {
+      this.#applyOps(grads);
+    }
+  }
+
+  #corrections(): { stepSize: number; rootCorrection: number } {
+    const { learningRate, beta1, beta2 } = this.config;
     const t = this.updates;
-    const stepSize = learningRate / (1 - beta1 ** t);
-    const rootCorrection = Math.sqrt(1 - beta2 ** t);
+    return {
+      stepSize: learningRate / (1 - beta1 ** t),
+      rootCorrection: Math.sqrt(1 - beta2 ** t),
+    };
+  }
+
+  #applyOps(grads: Record<string, tf.Tensor>): void {
+    const { beta1, beta2, epsilon } = this.config;
+    const { stepSize, rootCorrection } = this.#corrections();
     tf.tidy(() => {
       for (const [name, p] of this.#params) {
         const g = grads[name];
-        if (!g) {
-          throw new Error(`Cannot apply Adam: no gradient for "${name}"`);
-        }
         const m = this.#m.get(name)!;
         const v = this.#v.get(name)!;
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
@@ -69,6 +97,30 @@ export class Adam {
         p.assign(tf.sub(p, tf.mul(tf.div(m, denom), stepSize)));
       }
     });
+  }
+
+  /**
+   * Updates parameters and moments in place on the wasm heap. Each variable
+   * owns its buffer: it was made from a fresh tensor or assigned one.
+   */
+  #applyFused(grads: Record<string, tf.Tensor>): void {
+    const { beta1, beta2, epsilon } = this.config;
+    const { stepSize, rootCorrection } = this.#corrections();
+    const backend = tf.backend() as unknown as HeapBackend;
+    for (const [name, variable] of this.#params) {
+      const p = backend.typedArrayFromHeap(variable);
+      const m = backend.typedArrayFromHeap(this.#m.get(name)!);
+      const v = backend.typedArrayFromHeap(this.#v.get(name)!);
+      const g = backend.typedArrayFromHeap(grads[name]);
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i];
+        const mi = beta1 * m[i] + (1 - beta1) * gi;
+        const vi = Math.max(beta2 * v[i] + (1 - beta2) * gi * gi, V_FLOOR);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= stepSize * mi / (Math.sqrt(vi) / rootCorrection + epsilon);
+      }
+    }
   }
 
   /** The moment estimates, named `adam/m/<param>` and `adam/v/<param>`. */

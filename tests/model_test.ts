@@ -285,3 +285,39 @@ Deno.test("matmul kernels agree with the stock kernel", () => {
     tf.dispose([a, b, at, bt, ...expected]);
   }
 });
+
+Deno.test("Adam's fused wasm update equals its tfjs-op update", () => {
+  const rng = new Rng(12);
+  const values = () =>
+    Float32Array.from({ length: 50 }, () => rng.nextFloat() - 0.5);
+  const start = values();
+  const gradients = Array.from({ length: 5 }, () => tf.tensor1d(values()));
+  // A gradient that is zero throughout, as for MNIST's blank borders.
+  gradients.push(tf.zeros([50]));
+  const run = (fused: boolean) => {
+    const p = tf.variable(tf.tensor1d(start));
+    const adam = new Adam(new Map([["p", p]]), {
+      learningRate: 0.01,
+      beta1: 0.5,
+      beta2: 0.999,
+      fused,
+    });
+    for (const g of gradients) adam.apply({ p: g });
+    const out = [p, ...adam.state().values()].map((t) => t.dataSync());
+    adam.dispose();
+    p.dispose();
+    return out;
+  };
+  const fused = run(true);
+  const ops = run(false);
+  assert.notDeepEqual(fused[0], start);
+  fused.forEach((f, i) =>
+    f.forEach((x, j) =>
+      assert.ok(
+        Math.abs(x - ops[i][j]) <= 1e-6 * Math.max(1, Math.abs(x)),
+        `tensor ${i}[${j}]: ${x} vs ${ops[i][j]}`,
+      )
+    )
+  );
+  tf.dispose(gradients);
+});
