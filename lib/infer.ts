@@ -32,6 +32,10 @@ export type ExecutionProviderChoice = typeof EXECUTION_PROVIDERS[number];
 /** An execution provider a session actually runs on. */
 export type ExecutionProvider = Exclude<ExecutionProviderChoice, "auto">;
 
+// NOTE: the four names below are lib/onnx.ts's and lib/export.ts's (a test
+// holds them equal); they are repeated so that inference does not load
+// tfjs, which lib/export.ts imports.
+
 /** Name of the latent input of every exported graph. */
 export const LATENT_INPUT = "z";
 
@@ -297,6 +301,9 @@ async function createSession(
   return await ort.InferenceSession.create(bytes, {
     executionProviders: [provider],
     graphOptimizationLevel: "all",
+    // Idle intra-op threads would otherwise spin between runs, taking the
+    // cores this thread needs to draw the next latents and write files.
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
     ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
   });
 }

@@ -6,16 +6,23 @@ import { inflateSync } from "node:zlib";
 import { ModelProtoSchema } from "onnx-buf";
 import type { ArchSpec, LayerSpec } from "../lib/arch.ts";
 import { useBackend } from "../lib/backend.ts";
-import { sha256Hex } from "../lib/checkpoint.ts";
+import { saveCheckpoint, sha256Hex } from "../lib/checkpoint.ts";
+import { domainInfos } from "../lib/data.ts";
 import { InputError, OptionError } from "../lib/errors.ts";
+import * as exporter from "../lib/export.ts";
 import {
+  EXPORT_FORMAT,
+  EXPORT_VERSION,
   interpolateLatents,
+  LATENT_INPUT,
   LatentStream,
   openPairGenerator,
+  PAIR_MODEL,
   runInference,
   seededLatents,
   slerp,
 } from "../lib/infer.ts";
+import { benchInference } from "../lib/infer_bench.ts";
 import {
   type CoupledModel,
   createModel,
@@ -23,7 +30,10 @@ import {
   generate,
 } from "../lib/model.ts";
 import { npyHeader, parseNpy, readNpy, writeNpy } from "../lib/npy.ts";
+import * as onnxFormat from "../lib/onnx.ts";
+import { resolveTrainOptions } from "../lib/options.ts";
 import { pairGrid } from "../lib/png.ts";
+import { Rng } from "../lib/rng.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DOMAINS = ["mnist", "mnist-rot90"];
@@ -205,14 +215,49 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
-/** One model and export shared by the tests; tiny and fast. */
+/**
+ * Saves the weights of createModel(TINY, DOMAINS, seed) as a run's
+ * checkpoint and exports it with exportRun(). exportRun() builds its own
+ * tfjs model with the same variable names, so ours is gone by then.
+ */
+async function exportWithExportRun(seed: number, dir: string): Promise<string> {
+  const model = createModel(TINY, DOMAINS, seed);
+  const tensors = new Map(
+    [...model.parameters].map(([name, v]) => [
+      name,
+      { shape: v.shape, values: (v.dataSync() as Float32Array).slice() },
+    ]),
+  );
+  disposeModel(model);
+  const run = join(dir, "run");
+  await saveCheckpoint(join(run, "checkpoints"), {
+    step: 3,
+    options: { ...resolveTrainOptions({ out: run }), arch: TINY.name },
+    arch: TINY,
+    domains: domainInfos("rot90"),
+    state: {
+      step: 3,
+      latentRng: new Rng(seed).state(),
+      batchers: [],
+      optimiserUpdates: { discriminator: 3, generator: 3 },
+    },
+    versions: { test: "infer_test" },
+  }, tensors);
+  const out = join(dir, "exported");
+  await exporter.exportRun({ run, out, backend: "cpu" });
+  return out;
+}
+
+/** One model and its exports shared by the tests; tiny and fast. */
 const fixture = await (async () => {
   await useBackend("cpu");
-  const model = createModel(TINY, DOMAINS, 7);
   const dir = await Deno.makeTempDir({ prefix: "infer_test_" });
+  const exported = await exportWithExportRun(7, dir);
+  // The same seed gives the same weights.
+  const model = createModel(TINY, DOMAINS, 7);
   const exportDir = join(dir, "export");
   await writeTestExport(exportDir, model);
-  return { model, dir, exportDir };
+  return { model, dir, exportDir, exported };
 })();
 
 globalThis.addEventListener("unload", () => {
@@ -338,6 +383,38 @@ Deno.test("openPairGenerator() pairs equal the tfjs generators' for the same z",
   } finally {
     await gen.dispose();
   }
+});
+
+Deno.test("pairs from an exportRun() export equal the tfjs generators' for the same z", async () => {
+  assert.deepEqual(domainInfos("rot90").map((d) => d.name), DOMAINS);
+  const z = seededLatents(9, 33, 6);
+  const expected = tfjsPairs(fixture.model, z);
+  const pair = await openPairGenerator(fixture.exported, { ep: "cpu" });
+  const rot = await openPairGenerator(
+    join(fixture.exported, "mnist-rot90.onnx"),
+    { ep: "cpu" },
+  );
+  try {
+    assert.deepEqual(pair.domains, DOMAINS);
+    assert.equal(pair.latentDim, 6);
+    const images = await pair.generate(z, 33);
+    DOMAINS.forEach((d, i) => {
+      assert.ok(maxAbsDiff(images[d], expected[i]) <= 1e-5, d);
+    });
+    assert.deepEqual(rot.domains, ["mnist-rot90"]);
+    const alone = await rot.generate(z, 33);
+    assert.ok(maxAbsDiff(alone["mnist-rot90"], expected[1]) <= 1e-5);
+  } finally {
+    await pair.dispose();
+    await rot.dispose();
+  }
+});
+
+Deno.test("lib/infer.ts reads the names lib/export.ts writes", () => {
+  assert.equal(EXPORT_FORMAT, exporter.EXPORT_FORMAT);
+  assert.equal(EXPORT_VERSION, exporter.EXPORT_VERSION);
+  assert.equal(PAIR_MODEL, exporter.PAIR_FILE);
+  assert.equal(LATENT_INPUT, onnxFormat.LATENT_INPUT);
 });
 
 Deno.test("openPairGenerator() with domains fetches only those outputs", async () => {
@@ -753,4 +830,20 @@ Deno.test("infer with --ep cuda fails here with why and how", async () => {
     1,
     `infer: Cannot use execution provider "cuda": onnxruntime-node's CUDA provider (libonnxruntime_providers_cuda.so) is not installed, as Deno skips npm install scripts by default. To use CUDA, install CUDA 12 and cuDNN 9, then approve onnxruntime-node's install script, which fetches its CUDA provider: deno install --allow-scripts=npm:onnxruntime-node@1.30.0`,
   );
+});
+
+Deno.test("benchInference() times each batch size and thread count", async () => {
+  const rows = await benchInference(fixture.exportDir, {
+    batchSizes: [1, 3],
+    threads: [1],
+    minSeconds: 0.01,
+  });
+  assert.deepEqual(
+    rows.map((r) => [r.batchSize, r.threads, r.executionProvider]),
+    [[1, 1, "cpu"], [3, 1, "cpu"]],
+  );
+  for (const r of rows) {
+    assert.ok(r.runs >= 1 && r.seconds >= 0.01);
+    assert.equal(r.pairsPerSecond, (r.runs * r.batchSize) / r.seconds);
+  }
 });
