@@ -1,0 +1,137 @@
+/**
+ * Training speed of cogan-deno against PyTorch, measured side by side.
+ *
+ * Each variant of our step (stock tfjs kernels, our wasm kernels, OpenBLAS
+ * through FFI) and the PyTorch peer (`bench/torch_peer.py`) run in turns,
+ * several rounds each, so that a noisy machine slows them alike; each
+ * figure is the median of its rounds.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Adam } from "../lib/adam.ts";
+import type { ArchSpec } from "../lib/arch.ts";
+import { Batcher, type Domain } from "../lib/data.ts";
+import { type MatMulKernel, useMatMulKernel } from "../lib/kernels.ts";
+import { mnistDataDir } from "../lib/mnist.ts";
+import { createModel, disposeModel } from "../lib/model.ts";
+import { Rng } from "../lib/rng.ts";
+import { trainStep } from "../lib/step.ts";
+
+/** One way of running our training step. */
+export interface StepVariant {
+  name: string;
+  kernel: Exclude<MatMulKernel, "auto">;
+  fusedAdam: boolean;
+}
+
+/** The variants, from stock tfjs to the fastest path. */
+export const STEP_VARIANTS: StepVariant[] = [
+  { name: "tfjs stock", kernel: "tfjs", fusedAdam: false },
+  { name: "wasm (ours)", kernel: "wasm", fusedAdam: true },
+  { name: "blas (ours)", kernel: "blas", fusedAdam: true },
+];
+
+/** Steps per second of one variant for `seconds`, after a warm-up. */
+export function measureSteps(
+  arch: ArchSpec,
+  batch: number,
+  variant: StepVariant,
+  domains: Domain[],
+  seconds: number,
+): number {
+  useMatMulKernel(variant.kernel);
+  const model = createModel(arch, domains.map((d) => d.name), 0);
+  const pick = (prefix: string) =>
+    new Map([...model.parameters].filter(([n]) => n.startsWith(prefix)));
+  const config = { ...arch, fused: variant.fusedAdam };
+  const optimisers = {
+    discriminator: new Adam(pick("discriminator/"), config),
+    generator: new Adam(pick("generator/"), config),
+  };
+  const stats = tf.variable(tf.zeros([domains.length * 4]));
+  const batchers = domains.map((d, i) => new Batcher(d, i));
+  const rng = new Rng(1);
+  const buffers = domains.map(() => new Float32Array(batch * 784));
+  const z = new Float32Array(batch * arch.latentDim);
+  const step = () =>
+    tf.tidy(() => {
+      const reals = batchers.map((b, i) =>
+        tf.tensor2d(b.next(buffers[i]), [batch, 784])
+      );
+      const latents = tf.tensor2d(rng.fillNormal(z), [batch, arch.latentDim]);
+      trainStep(model, optimisers, reals, latents, stats);
+    });
+  try {
+    for (let i = 0; i < 3; i++) step();
+    stats.dataSync();
+    let steps = 0;
+    const start = performance.now();
+    while (performance.now() - start < seconds * 1000) {
+      step();
+      steps++;
+    }
+    stats.dataSync();
+    return steps / ((performance.now() - start) / 1000);
+  } finally {
+    disposeModel(model);
+    optimisers.discriminator.dispose();
+    optimisers.generator.dispose();
+    stats.dispose();
+  }
+}
+
+/** Steps per second of the PyTorch peer, or an error string. */
+export async function measureTorch(
+  arch: ArchSpec,
+  batch: number,
+  seconds: number,
+  threads: number,
+): Promise<number | string> {
+  const archFile = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    await Deno.writeTextFile(archFile, JSON.stringify(arch));
+    const script = join(
+      dirname(fileURLToPath(import.meta.url)),
+      "torch_peer.py",
+    );
+    const { code, stdout, stderr } = await new Deno.Command(
+      "/usr/bin/python3",
+      {
+        args: [
+          script,
+          "--arch-json",
+          archFile,
+          "--batch",
+          String(batch),
+          "--seconds",
+          String(seconds),
+          "--threads",
+          String(threads),
+        ],
+        env: { MNIST_DIR: mnistDataDir() },
+        stdout: "piped",
+        stderr: "piped",
+      },
+    ).output();
+    if (code !== 0) {
+      const lines = new TextDecoder().decode(stderr).trim().split("\n");
+      return `torch failed: ${lines[lines.length - 1]}`;
+    }
+    return JSON.parse(new TextDecoder().decode(stdout)).steps_per_s;
+  } catch (err) {
+    return `torch unavailable: ${(err as Error).message}`;
+  } finally {
+    await Deno.remove(archFile);
+  }
+}
+
+/** Median of some numbers. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
