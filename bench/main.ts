@@ -16,7 +16,7 @@ import { saveCheckpoint } from "../lib/checkpoint.ts";
 import { intFlag, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
 import { domainInfos, makeDomains } from "../lib/data.ts";
 import { exportRun } from "../lib/export.ts";
-import { benchInference } from "../lib/infer_bench.ts";
+import { benchAgainstTorch, benchInference } from "../lib/infer_bench.ts";
 import { blasAvailable, blasInfo } from "../lib/kernels.ts";
 import { loadMnist } from "../lib/mnist.ts";
 import { createModel, disposeModel } from "../lib/model.ts";
@@ -141,7 +141,7 @@ async function memory(steps: number): Promise<void> {
   );
 }
 
-async function inference(): Promise<void> {
+async function inference(quick: boolean, torch: boolean): Promise<void> {
   // Inference speed does not depend on the weights: export a freshly
   // initialised default network.
   const dir = await Deno.makeTempDir({ prefix: "cogan-bench-" });
@@ -183,6 +183,20 @@ async function inference(): Promise<void> {
         } pairs/s`,
       );
     }
+    if (!torch) return;
+    const r = await benchAgainstTorch(exported.out, {
+      count: quick ? 2000 : 20000,
+      repeats: quick ? 1 : 3,
+    });
+    console.log(
+      `end to end, ${r.count} pairs into .npy, batch ${r.batchSize}, ${r.threads} threads: onnxruntime ${
+        Math.round(r.onnxPairsPerSecond)
+      } pairs/s, pytorch ${Math.round(r.torchPairsPerSecond)} pairs/s: ${
+        (r.onnxPairsPerSecond / r.torchPairsPerSecond).toFixed(2)
+      }x (best of ${r.onnxRuns.length} turns each; images differ by at most ${
+        r.maxAbsDiff.toExponential(1)
+      })`,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -198,7 +212,7 @@ async function main(): Promise<number> {
   await useBackend("wasm");
   await trainingSpeed(rounds, seconds, !flags["no-torch"]);
   await memory(memorySteps);
-  if (!flags["no-infer"]) await inference();
+  if (!flags["no-infer"]) await inference(quick, !flags["no-torch"]);
   return 0;
 }
 
