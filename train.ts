@@ -37,6 +37,8 @@ ${
   )
     .join("\n")
 }
+  --no-share             give each domain its own copy of the shared layers
+                         (an ablation: pairs should stop corresponding)
   --transform NAME       ${TRANSFORMS.join(" | ")} (default: rot90)
   --batch-size N         images per domain per step (default: the arch's)
   --lr X                 Adam learning rate (default: the arch's)
@@ -73,6 +75,7 @@ const FLAGS = {
   backend: { type: "string" },
   kernel: { type: "string" },
   resume: { type: "boolean" },
+  "no-share": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -92,6 +95,7 @@ async function main(): Promise<number> {
     out: flags.out,
     steps: intFlag("steps", flags.steps, 1),
     arch: choiceFlag("arch", flags.arch, Object.keys(ARCHS)),
+    share: flags["no-share"] ? false : undefined,
     transform: choiceFlag("transform", flags.transform, TRANSFORMS),
     batchSize: intFlag("batch-size", flags["batch-size"], 1),
     learningRate: numberFlag("lr", flags.lr),

@@ -157,18 +157,37 @@ export function checkArch(arch: ArchSpec, pixels: number = PIXELS): void {
   if (arch.discriminatorPrivate.length === 0) {
     problems.push("the private discriminator needs at least one layer");
   }
+  const discriminator = [
+    ...arch.discriminatorPrivate,
+    ...arch.discriminatorShared,
+  ];
   if (
-    arch.discriminatorShared.length === 0 ||
-    last(arch.discriminatorShared).units !== 1 ||
-    last(arch.discriminatorShared).activation !== "linear"
+    last(discriminator)?.units !== 1 ||
+    last(discriminator)?.activation !== "linear"
   ) {
-    problems.push(
-      "the shared discriminator must end in one linear unit (a logit)",
-    );
+    problems.push("the discriminator must end in one linear unit (a logit)");
   }
   if (problems.length > 0) {
     throw new OptionError(
       `Cannot use architecture "${arch.name}": ${problems.join("; ")}`,
     );
   }
+}
+
+/**
+ * The same networks with nothing shared: every domain gets its own copy of
+ * the layers `arch` shares. For ablations (`--no-share`).
+ */
+export function unshared(arch: ArchSpec): ArchSpec {
+  return {
+    ...arch,
+    summary: `${arch.summary}; nothing shared`,
+    generatorShared: [],
+    generatorPrivate: [...arch.generatorShared, ...arch.generatorPrivate],
+    discriminatorPrivate: [
+      ...arch.discriminatorPrivate,
+      ...arch.discriminatorShared,
+    ],
+    discriminatorShared: [],
+  };
 }

@@ -6,7 +6,13 @@
  * @module
  */
 
-import { DEFAULT_ARCH, getArch } from "./arch.ts";
+import {
+  type ArchSpec,
+  checkArch,
+  DEFAULT_ARCH,
+  getArch,
+  unshared,
+} from "./arch.ts";
 import { OptionError } from "./errors.ts";
 import { MATMUL_KERNELS, type MatMulKernel } from "./kernels.ts";
 import { checkTransform, type TransformName } from "./transforms.ts";
@@ -25,6 +31,11 @@ export interface TrainOptions {
   steps: number;
   /** Architecture name (see `ARCHS`). Default: `deep`. */
   arch: string;
+  /**
+   * Whether the architecture's shared layers are shared; false gives each
+   * domain its own copy (an ablation). Default: true.
+   */
+  share: boolean;
   /** Transform that makes domain B from MNIST. Default: `rot90`. */
   transform: TransformName;
   /** Images per domain in one step. Default: the architecture's. */
@@ -101,6 +112,7 @@ export function resolveTrainOptions(
     out: input.out ?? defaultRunDir(),
     steps: input.steps ?? 20000,
     arch: arch.name,
+    share: input.share ?? true,
     transform: checkTransform(input.transform ?? "rot90"),
     batchSize: input.batchSize ?? arch.batchSize,
     learningRate: input.learningRate ?? arch.learningRate,
@@ -157,4 +169,15 @@ export function resolveTrainOptions(
     );
   }
   return options;
+}
+
+/** The layers a run trains: its architecture, unshared if asked. */
+export function archOf(
+  options: Pick<TrainOptions, "arch" | "share">,
+): ArchSpec {
+  const arch = options.share
+    ? getArch(options.arch)
+    : unshared(getArch(options.arch));
+  checkArch(arch);
+  return arch;
 }

@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { Adam } from "./adam.ts";
-import { getArch, IMAGE_SIZE } from "./arch.ts";
+import { IMAGE_SIZE } from "./arch.ts";
 import { useBackend, versions } from "./backend.ts";
 import {
   type Checkpoint,
@@ -33,6 +33,7 @@ import {
   generate,
 } from "./model.ts";
 import {
+  archOf,
   resolveTrainOptions,
   SCHEDULE_OPTIONS,
   type TrainOptions,
@@ -202,7 +203,7 @@ export async function train(
     }
   }
   const runDir = options.out;
-  const arch = getArch(options.arch);
+  const arch = archOf(options);
   await useBackend(options.backend);
   const kernel = options.backend === "wasm"
     ? useMatMulKernel(options.kernel)

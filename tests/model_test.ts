@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { Adam } from "../lib/adam.ts";
-import type { ArchSpec } from "../lib/arch.ts";
+import { type ArchSpec, unshared } from "../lib/arch.ts";
 import { useBackend } from "../lib/backend.ts";
 import { useMatMulKernel } from "../lib/kernels.ts";
 import {
@@ -320,4 +320,30 @@ Deno.test("Adam's fused wasm update equals its tfjs-op update", () => {
     )
   );
   tf.dispose(gradients);
+});
+
+Deno.test("unshared() gives each domain its own copy of the shared layers", () => {
+  const model = createModel(unshared(TINY), ["a", "b"], 0);
+  try {
+    const names = [...model.parameters.keys()];
+    assert.equal(names.filter((n) => n.includes("/shared/")).length, 0);
+    assert.deepEqual(
+      names.filter((n) => n.startsWith("generator/a/")),
+      [
+        "generator/a/0/kernel",
+        "generator/a/0/bias",
+        "generator/a/1/kernel",
+        "generator/a/1/bias",
+      ],
+    );
+    tf.tidy(() => {
+      const [z] = batches(13, 2, 4);
+      assert.deepEqual(generate(model, z).map((x) => x.shape), [[2, 784], [
+        2,
+        784,
+      ]]);
+    });
+  } finally {
+    disposeModel(model);
+  }
 });
