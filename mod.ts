@@ -118,3 +118,30 @@ export {
   ONNX_OPSET,
 } from "./lib/onnx.ts";
 export { useBackend } from "./lib/backend.ts";
+export {
+  CacheProblem,
+  type Classification,
+  Classifier,
+  type ClassifierConfig,
+  type ClassifierEvent,
+  DEFAULT_CLASSIFIER_CONFIG,
+  type LoadedClassifier,
+  loadOrTrainClassifier,
+  type LoadOrTrainOptions,
+  resolveClassifierConfig,
+} from "./lib/classifier.ts";
+export {
+  classesCovered,
+  confidentShare,
+  type EvalReport,
+  evaluatePairs,
+  type ImageClassifier,
+  labelAgreement,
+  pixelAgreement,
+} from "./lib/metrics.ts";
+export {
+  drawLatents,
+  evaluateModel,
+  type EvaluateOptions,
+  generatePairs,
+} from "./lib/evaluate.ts";
