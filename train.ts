@@ -118,6 +118,7 @@ async function main(): Promise<number> {
     const result = await train(input, {
       resume: flags.resume,
       signal: controller.signal,
+      onStatus: (message) => progress.update(message, true),
       onProgress: (p) => {
         const eta = (p.steps - p.step) / p.stepsPerSecond;
         progress.update(

@@ -24,7 +24,10 @@ import {
 } from "./checkpoint.ts";
 import { Batcher, domainInfos, makeDomains } from "./data.ts";
 import { OptionError } from "./errors.ts";
+import { type Classifier, loadOrTrainClassifier } from "./classifier.ts";
+import { evaluateModel } from "./evaluate.ts";
 import { useMatMulKernel } from "./kernels.ts";
+import type { EvalReport, ImageClassifier } from "./metrics.ts";
 import { loadMnist } from "./mnist.ts";
 import {
   type CoupledModel,
@@ -42,6 +45,9 @@ import {
 import { encodePng, pairGrid } from "./png.ts";
 import { Rng } from "./rng.ts";
 import { type Optimisers, STEP_STATS, trainStep } from "./step.ts";
+
+/** Pairs measured by each `--eval-every` evaluation. */
+export const EVAL_PAIRS = 1000;
 
 /** Pairs in each sample grid. */
 export const SAMPLE_PAIRS = 20;
@@ -74,7 +80,7 @@ export interface MetricsRecord {
   /** Wall-clock milliseconds per step over the interval. */
   msPerStep: number;
   /** Correspondence metrics, on the steps where they were measured. */
-  eval?: Record<string, unknown>;
+  eval?: EvalReport;
 }
 
 /** Progress reported after every step. */
@@ -95,6 +101,13 @@ export interface TrainHooks {
   signal?: AbortSignal;
   onProgress?: (progress: TrainProgress) => void;
   onMetrics?: (record: MetricsRecord) => void;
+  /**
+   * Digit classifier for `evalEvery`. Default: the cached one of
+   * `loadOrTrainClassifier`, trained on first use (about 3 minutes).
+   */
+  classifier?: ImageClassifier;
+  /** Told about slow one-off work, such as training the eval classifier. */
+  onStatus?: (message: string) => void;
 }
 
 /** What a run left behind. */
@@ -178,6 +191,27 @@ async function writeSample(
   return path;
 }
 
+/** The digit classifier of `--eval-every`, from its cache or trained now. */
+async function loadEvalClassifier(hooks: TrainHooks): Promise<Classifier> {
+  const loaded = await loadOrTrainClassifier({
+    onProgress: (event) => {
+      if (event.kind === "cache-rejected") {
+        hooks.onStatus?.(`classifier cache rejected: ${event.reason}`);
+      } else if (event.kind === "epoch") {
+        hooks.onStatus?.(
+          `training the eval classifier (first use only): epoch ${event.epoch}/${event.epochs}`,
+        );
+      }
+    },
+  });
+  if (loaded.source === "trained") {
+    hooks.onStatus?.(
+      `trained the eval classifier: MNIST test accuracy ${loaded.classifier.testAccuracy}`,
+    );
+  }
+  return loaded.classifier;
+}
+
 /**
  * Trains coupled networks as `input` says, writing the run folder, until
  * `steps` or until `hooks.signal` aborts.
@@ -245,6 +279,7 @@ export async function train(
     [SAMPLE_PAIRS, arch.latentDim],
   );
 
+  let classifier: Classifier | undefined;
   try {
     let step = 0;
     let latentRng = new Rng(streamSeed(options.seed, STREAMS.latents));
@@ -328,6 +363,9 @@ export async function train(
       return path;
     };
 
+    const evalClassifier: ImageClassifier | undefined = options.evalEvery > 0
+      ? hooks.classifier ?? (classifier = await loadEvalClassifier(hooks))
+      : undefined;
     const batch = options.batchSize;
     const pixels = IMAGE_SIZE * IMAGE_SIZE;
     const realBuffers = domains.map(() => new Float32Array(batch * pixels));
@@ -356,6 +394,18 @@ export async function train(
       step++;
       intervalSteps++;
 
+      let evaluation: EvalReport | undefined;
+      if (evalClassifier && step % options.evalEvery === 0) {
+        evaluation = await evaluateModel(
+          model,
+          options.transform,
+          evalClassifier,
+          {
+            count: EVAL_PAIRS,
+            seed: streamSeed(options.seed, STREAMS.evaluation),
+          },
+        );
+      }
       if (step % options.logEvery === 0 || step === options.steps) {
         const sums = await stats.data();
         const now = performance.now();
@@ -373,6 +423,7 @@ export async function train(
           dReal: perDomain(2),
           dFake: perDomain(3),
           msPerStep: (now - intervalStart) / intervalSteps,
+          ...(evaluation ? { eval: evaluation } : {}),
         };
         stats.assign(tf.zerosLike(stats));
         intervalStart = now;
@@ -383,6 +434,11 @@ export async function train(
           { append: true },
         );
         hooks.onMetrics?.(lastMetrics);
+      } else if (evaluation) {
+        const record = { step, eval: evaluation };
+        await Deno.writeTextFile(metricsPath, JSON.stringify(record) + "\n", {
+          append: true,
+        });
       }
       if (options.sampleEvery > 0 && step % options.sampleEvery === 0) {
         lastSample = await writeSample(model, sampleZ, runDir, step);
@@ -430,6 +486,7 @@ export async function train(
     };
   } finally {
     disposeModel(model);
+    classifier?.dispose();
     optimisers.discriminator.dispose();
     optimisers.generator.dispose();
     stats.dispose();

@@ -5,6 +5,8 @@ import {
   listCheckpoints,
   loadCheckpoint,
 } from "../lib/checkpoint.ts";
+import { resolveClassifierConfig, trainClassifier } from "../lib/classifier.ts";
+import { useBackend } from "../lib/backend.ts";
 import { OptionError } from "../lib/errors.ts";
 import { type MetricsRecord, train } from "../lib/train.ts";
 
@@ -202,5 +204,39 @@ Deno.test("train.ts writes a checkpoint and exits 0 on Ctrl-C", async () => {
   const steps = await listCheckpoints(out);
   assert.equal(steps.length, 1);
   assert.ok(steps[0] > 0);
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("train() logs correspondence metrics every evalEvery steps", async () => {
+  const out = await Deno.makeTempDir();
+  await useBackend("wasm");
+  const { classifier } = await trainClassifier(resolveClassifierConfig({
+    hidden: [16],
+    trainImages: 300,
+    epochs: 1,
+    batchSize: 50,
+    minTestAccuracy: 0,
+  }));
+  try {
+    await train(
+      { ...TINY_RUN, steps: 10, out, logEvery: 10, evalEvery: 4 },
+      { classifier },
+    );
+  } finally {
+    classifier.dispose();
+  }
+  const lines: MetricsRecord[] = (
+    await Deno.readTextFile(join(out, "metrics.jsonl"))
+  ).trim().split("\n").map((l) => JSON.parse(l));
+  // Steps 4 and 8 get a line of their own; step 10 is a log step only.
+  assert.deepEqual(lines.map((l) => [l.step, l.eval !== undefined]), [
+    [4, true],
+    [8, true],
+    [10, false],
+  ]);
+  const report = lines[0].eval!;
+  assert.equal(report.count, 1000);
+  assert.equal(report.transform, "rot90");
+  assert.ok(report.label_agreement! >= 0 && report.label_agreement! <= 1);
   await Deno.remove(out, { recursive: true });
 });
