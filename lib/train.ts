@@ -296,7 +296,7 @@ export async function train(
             `Cannot resume from "${checkpoint.path}": tensor "${name}" is missing or has the wrong size`,
           );
         }
-        variable.assign(tf.tensor(values, variable.shape));
+        tf.tidy(() => variable.assign(tf.tensor(values, variable.shape)));
       }
       const state = checkpoint.manifest.state;
       step = state.step;

@@ -347,3 +347,40 @@ Deno.test("unshared() gives each domain its own copy of the shared layers", () =
     disposeModel(model);
   }
 });
+
+Deno.test("training with the fused Adam follows the op path (no stale weights)", () => {
+  // XNNPACK caches its packing of a weight matrix per tensor, so weights
+  // changed in place would go on multiplying with their old values.
+  useMatMulKernel("wasm");
+  const reals = batches(14, 3, 784);
+  const [z] = batches(15, 3, 4);
+  const stats = tf.variable(tf.zeros([8]));
+  const run = (fused: boolean) => {
+    const model = createModel(TINY, ["a", "b"], 16);
+    const pick = (p: string) =>
+      new Map([...model.parameters].filter(([n]) => n.startsWith(p)));
+    const config = { ...TINY, learningRate: 0.05, fused };
+    const optimisers = {
+      discriminator: new Adam(pick("discriminator/"), config),
+      generator: new Adam(pick("generator/"), config),
+    };
+    for (let i = 0; i < 4; i++) trainStep(model, optimisers, reals, z, stats);
+    const values = [...model.parameters.values()].map((v) => v.dataSync());
+    disposeModel(model);
+    optimisers.discriminator.dispose();
+    optimisers.generator.dispose();
+    return values;
+  };
+  try {
+    const fused = run(true);
+    const ops = run(false);
+    fused.forEach((f, i) =>
+      f.forEach((x, j) =>
+        assert.ok(Math.abs(x - ops[i][j]) < 1e-5, `parameter ${i}[${j}]`)
+      )
+    );
+  } finally {
+    useMatMulKernel("tfjs");
+    tf.dispose([stats, ...reals, z]);
+  }
+});
