@@ -13,6 +13,8 @@
  *   generators' first layers, the discriminators' last); *private* layers
  *   belong to one domain.
  * - A *step* is one discriminator update plus one generator update.
+ * - A *checkpoint* is a run's whole state at one step; an *export* is a
+ *   folder of ONNX generator graphs made from one checkpoint.
  * - A *run* is a folder with `config.json`, `metrics.jsonl`, `samples/` and
  *   `checkpoints/step-NNNNNN/`.
  *
@@ -22,6 +24,7 @@
 export * from "./lib/arch.ts";
 export * from "./lib/errors.ts";
 export {
+  archOf,
   type BackendName,
   BACKENDS,
   resolveTrainOptions,
@@ -118,6 +121,13 @@ export {
   ONNX_OPSET,
 } from "./lib/onnx.ts";
 export { useBackend } from "./lib/backend.ts";
+export {
+  blasAvailable,
+  MATMUL_KERNELS,
+  type MatMulKernel,
+  useMatMulKernel,
+} from "./lib/kernels.ts";
+export { Adam, type AdamConfig } from "./lib/adam.ts";
 export {
   CacheProblem,
   type Classification,
