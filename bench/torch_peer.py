@@ -33,7 +33,10 @@ def activation(name):
 def stack(inputs, layers):
     mods = []
     for layer in layers:
-        mods += [nn.Linear(inputs, layer["units"]), activation(layer["activation"])]
+        mods.append(nn.Linear(inputs, layer["units"]))
+        if layer.get("batchNorm"):
+            mods.append(nn.BatchNorm1d(layer["units"], eps=1e-5, momentum=0.1))
+        mods.append(activation(layer["activation"]))
         inputs = layer["units"]
     return nn.Sequential(*mods), inputs
 
@@ -77,6 +80,8 @@ def main():
     def discriminate(i, x):
         return d_shared(d_private[i](x))
 
+    bn_layers = [m for net in [g_shared] + g_private for m in net.modules()
+                 if isinstance(m, nn.BatchNorm1d)]
     d_params = [p for m in d_private + [d_shared] for p in m.parameters()]
     g_params = [p for m in g_private + [g_shared] for p in m.parameters()]
     betas = (arch["beta1"], arch["beta2"])
@@ -88,8 +93,16 @@ def main():
     def step():
         reals = [r[torch.randint(0, len(r), (batch,))] for r in reals_all]
         z = torch.randn(batch, arch["latentDim"])
+        # Like lib/step.ts: the fakes come from a training-mode forward pass
+        # whose statistics are not kept; the generator step's pass updates
+        # the moving averages.
         with torch.no_grad():
+            momenta = [m.momentum for m in bn_layers]
+            for m in bn_layers:
+                m.momentum = 0.0
             fakes = generate(z)
+            for m, momentum in zip(bn_layers, momenta):
+                m.momentum = momentum
         d_loss = 0
         for i in range(2):
             real_logits = discriminate(i, reals[i])

@@ -26,11 +26,25 @@ export type Activation = typeof ACTIVATIONS[number];
 /** Slope of `leaky_relu` for negative inputs. */
 export const LEAKY_SLOPE = 0.2;
 
-/** A dense layer: `activation(x W + b)` with `units` outputs. */
+/**
+ * A dense layer: `activation(x W + b)` with `units` outputs, or with
+ * `batchNorm`, `activation(BN(x W + b))`.
+ */
 export interface LayerSpec {
   units: number;
   activation: Activation;
+  /**
+   * Batch normalisation before the activation: batch statistics while
+   * training, moving averages (momentum {@linkcode BN_MOMENTUM}) when
+   * generating. Default: false.
+   */
+  batchNorm?: boolean;
 }
+
+/** Added to the variance in batch normalisation, as in PyTorch. */
+export const BN_EPSILON = 1e-5;
+/** Weight of each batch in the moving averages, as in PyTorch. */
+export const BN_MOMENTUM = 0.1;
 
 /** The layers and training defaults of one coupled architecture. */
 export interface ArchSpec {
@@ -80,16 +94,19 @@ export const SEED_ARCH: ArchSpec = {
 
 /**
  * The default: everything shared but the generators' last layer and the
- * discriminators' first, as in the CoGAN paper.
+ * discriminators' first, as in the CoGAN paper, with batch normalisation in
+ * the shared generator layers (without it these MLPs collapse to one digit
+ * within a thousand steps; see the README).
  */
 export const DEEP_ARCH: ArchSpec = {
   name: "deep",
   summary:
-    "G shared 100-256-512, private 512-784; D private 784-512, shared 512-256-1; leaky ReLU; Adam 2e-4 (0.5, 0.999), batch 64",
+    "G shared 100-256-512-1024 (batch norm), private 1024-784; D private 784-512, shared 512-256-1; leaky ReLU; Adam 2e-4 (0.5, 0.999), batch 64",
   latentDim: 100,
   generatorShared: [
-    { units: 256, activation: "leaky_relu" },
-    { units: 512, activation: "leaky_relu" },
+    { units: 256, activation: "leaky_relu", batchNorm: true },
+    { units: 512, activation: "leaky_relu", batchNorm: true },
+    { units: 1024, activation: "leaky_relu", batchNorm: true },
   ],
   generatorPrivate: [{ units: PIXELS, activation: "sigmoid" }],
   discriminatorPrivate: [{ units: 512, activation: "leaky_relu" }],
@@ -166,6 +183,13 @@ export function checkArch(arch: ArchSpec, pixels: number = PIXELS): void {
     last(discriminator)?.activation !== "linear"
   ) {
     problems.push("the discriminator must end in one linear unit (a logit)");
+  }
+  const discriminatorNorm = [
+    ...arch.discriminatorPrivate,
+    ...arch.discriminatorShared,
+  ].some((l) => l.batchNorm);
+  if (discriminatorNorm) {
+    problems.push("batch normalisation is supported in generators only");
   }
   if (problems.length > 0) {
     throw new OptionError(

@@ -5,7 +5,9 @@
  * copies kept in sync. Parameters are named
  * `generator/shared/<i>/kernel`, `generator/<domain>/<i>/bias`,
  * `discriminator/<domain>/<i>/kernel`, `discriminator/shared/<i>/bias`, and
- * so on; a kernel is `[inputs, units]`.
+ * so on; a kernel is `[inputs, units]`. A batch-normalised layer adds
+ * `gamma` and `beta` (trained) and `moving_mean` and `moving_variance`
+ * (statistics, updated once per step, not trained).
  *
  * @module
  */
@@ -14,6 +16,8 @@ import * as tf from "@tensorflow/tfjs";
 import {
   type Activation,
   type ArchSpec,
+  BN_EPSILON,
+  BN_MOMENTUM,
   IMAGE_SIZE,
   type LayerSpec,
   LEAKY_SLOPE,
@@ -22,11 +26,30 @@ import type { Checkpoint } from "./checkpoint.ts";
 import { InputError } from "./errors.ts";
 import { Rng } from "./rng.ts";
 
+/** Variables of a batch normalisation. */
+export interface BatchNorm {
+  gamma: tf.Variable;
+  beta: tf.Variable;
+  movingMean: tf.Variable;
+  movingVariance: tf.Variable;
+}
+
 /** A dense layer's variables. */
 export interface DenseLayer {
   spec: LayerSpec;
   kernel: tf.Variable;
   bias: tf.Variable;
+  norm?: BatchNorm;
+}
+
+/**
+ * Batch statistics of one normalised layer in a training forward pass:
+ * mean and unbiased variance over the batch, [units] each.
+ */
+export interface BatchStats {
+  norm: BatchNorm;
+  mean: tf.Tensor1D;
+  variance: tf.Tensor1D;
 }
 
 /** A stack of dense layers. */
@@ -48,16 +71,68 @@ export function activate(x: tf.Tensor2D, activation: Activation): tf.Tensor2D {
   }
 }
 
-/** Runs `x` ([batch, inputs]) through a stack: [batch, last units]. */
-export function runStack(stack: Stack, x: tf.Tensor2D): tf.Tensor2D {
+/**
+ * Runs `x` ([batch, inputs]) through a stack: [batch, last units]. With
+ * `batchStats`, batch normalisation uses the batch's statistics (training)
+ * and records them there, kept, for {@linkcode updateMovingStats};
+ * without, it uses the moving averages (generating).
+ */
+export function runStack(
+  stack: Stack,
+  x: tf.Tensor2D,
+  batchStats?: BatchStats[],
+): tf.Tensor2D {
   let h = x;
   for (const layer of stack) {
-    h = activate(
-      tf.add(tf.matMul(h, layer.kernel as tf.Tensor2D), layer.bias),
-      layer.spec.activation,
-    );
+    h = tf.add(tf.matMul(h, layer.kernel as tf.Tensor2D), layer.bias);
+    if (layer.norm) h = normalise(h, layer.norm, batchStats);
+    h = activate(h, layer.spec.activation);
   }
   return h;
+}
+
+function normalise(
+  h: tf.Tensor2D,
+  norm: BatchNorm,
+  batchStats?: BatchStats[],
+): tf.Tensor2D {
+  let mean: tf.Tensor1D;
+  let variance: tf.Tensor1D;
+  if (batchStats) {
+    mean = tf.mean(h, 0);
+    variance = tf.mean(tf.square(tf.sub(h, mean)), 0);
+    const n = h.shape[0];
+    batchStats.push({
+      norm,
+      mean: tf.keep(mean),
+      variance: tf.keep(tf.mul(variance, n / Math.max(1, n - 1))),
+    });
+  } else {
+    mean = norm.movingMean as tf.Tensor1D;
+    variance = norm.movingVariance as tf.Tensor1D;
+  }
+  const scale = tf.div(norm.gamma, tf.sqrt(tf.add(variance, BN_EPSILON)));
+  return tf.add(tf.mul(tf.sub(h, mean), scale), norm.beta);
+}
+
+/**
+ * Moves each layer's moving averages towards the batch statistics recorded
+ * by a training forward pass, then frees those statistics.
+ */
+export function updateMovingStats(batchStats: BatchStats[]): void {
+  tf.tidy(() => {
+    for (const { norm, mean, variance } of batchStats) {
+      norm.movingMean.assign(tf.add(
+        tf.mul(norm.movingMean, 1 - BN_MOMENTUM),
+        tf.mul(mean, BN_MOMENTUM),
+      ));
+      norm.movingVariance.assign(tf.add(
+        tf.mul(norm.movingVariance, 1 - BN_MOMENTUM),
+        tf.mul(variance, BN_MOMENTUM),
+      ));
+    }
+  });
+  tf.dispose(batchStats.flatMap((s) => [s.mean, s.variance]));
 }
 
 /** The layers of every network, by role. */
@@ -69,8 +144,10 @@ export interface CoupledModel {
   generatorPrivate: Stack[];
   discriminatorPrivate: Stack[];
   discriminatorShared: Stack;
-  /** Every parameter by name, in a stable order. */
+  /** Every trained parameter by name, in a stable order. */
   parameters: Map<string, tf.Variable>;
+  /** Batch normalisation's moving averages by name: state, not trained. */
+  statistics: Map<string, tf.Variable>;
 }
 
 function makeStack(
@@ -79,6 +156,7 @@ function makeStack(
   specs: LayerSpec[],
   rng: Rng,
   parameters: Map<string, tf.Variable>,
+  statistics: Map<string, tf.Variable>,
 ): Stack {
   let fanIn = inputs;
   return specs.map((spec, i) => {
@@ -101,7 +179,23 @@ function makeStack(
     parameters.set(kernel.name, kernel);
     parameters.set(bias.name, bias);
     fanIn = spec.units;
-    return { spec, kernel, bias };
+    if (!spec.batchNorm) return { spec, kernel, bias };
+    const make = (name: string, value: number, trainable: boolean) => {
+      const v = tf.variable(
+        tf.fill([spec.units], value),
+        trainable,
+        `${prefix}/${i}/${name}`,
+      );
+      (trainable ? parameters : statistics).set(v.name, v);
+      return v;
+    };
+    const norm: BatchNorm = {
+      gamma: make("gamma", 1, true),
+      beta: make("beta", 0, true),
+      movingMean: make("moving_mean", 0, false),
+      movingVariance: make("moving_variance", 1, false),
+    };
+    return { spec, kernel, bias, norm };
   });
 }
 
@@ -121,6 +215,7 @@ export function createModel(
 ): CoupledModel {
   const rng = new Rng(seed);
   const parameters = new Map<string, tf.Variable>();
+  const statistics = new Map<string, tf.Variable>();
   const pixels = IMAGE_SIZE * IMAGE_SIZE;
   const generatorShared = makeStack(
     "generator/shared",
@@ -128,6 +223,7 @@ export function createModel(
     arch.generatorShared,
     rng,
     parameters,
+    statistics,
   );
   const sharedOut = width(arch.generatorShared, arch.latentDim);
   const generatorPrivate = domains.map((d) =>
@@ -137,6 +233,7 @@ export function createModel(
       arch.generatorPrivate,
       rng,
       parameters,
+      statistics,
     )
   );
   const discriminatorPrivate = domains.map((d) =>
@@ -146,6 +243,7 @@ export function createModel(
       arch.discriminatorPrivate,
       rng,
       parameters,
+      statistics,
     )
   );
   const discriminatorShared = makeStack(
@@ -154,6 +252,7 @@ export function createModel(
     arch.discriminatorShared,
     rng,
     parameters,
+    statistics,
   );
   return {
     arch,
@@ -163,12 +262,14 @@ export function createModel(
     discriminatorPrivate,
     discriminatorShared,
     parameters,
+    statistics,
   };
 }
 
 /** Frees every variable of the model. */
 export function disposeModel(model: CoupledModel): void {
   for (const v of model.parameters.values()) v.dispose();
+  for (const v of model.statistics.values()) v.dispose();
 }
 
 /** Names of the generator's or the discriminator's parameters. */
@@ -189,11 +290,16 @@ export function isShared(name: string): boolean {
 /**
  * One image per domain for each row of `z` ([batch, latentDim]): the shared
  * layers run once, each private stack on their output. Each result is
- * [batch, 784] in [0, 1].
+ * [batch, 784] in [0, 1]. Pass `batchStats` when training (see
+ * {@linkcode runStack}).
  */
-export function generate(model: CoupledModel, z: tf.Tensor2D): tf.Tensor2D[] {
-  const h = runStack(model.generatorShared, z);
-  return model.generatorPrivate.map((stack) => runStack(stack, h));
+export function generate(
+  model: CoupledModel,
+  z: tf.Tensor2D,
+  batchStats?: BatchStats[],
+): tf.Tensor2D[] {
+  const h = runStack(model.generatorShared, z, batchStats);
+  return model.generatorPrivate.map((stack) => runStack(stack, h, batchStats));
 }
 
 /** Discriminator logits ([batch, 1]) of domain `d` for images [batch, 784]. */
@@ -217,7 +323,7 @@ export function assignParameters(
   values: Map<string, Float32Array>,
   source: string,
 ): void {
-  for (const [name, variable] of model.parameters) {
+  for (const [name, variable] of [...model.parameters, ...model.statistics]) {
     const v = values.get(name);
     if (!v || v.length !== variable.size) {
       throw new InputError(

@@ -28,6 +28,7 @@ import {
 } from "onnx-buf";
 import {
   type Activation,
+  BN_EPSILON,
   IMAGE_SIZE,
   type LayerSpec,
   LEAKY_SLOPE,
@@ -119,10 +120,45 @@ export function generatorWeights(checkpoint: Checkpoint): GeneratorWeights {
           `tensor "${name}" holds NaN or infinite values (did training diverge?)`,
         );
       }
-      const layer = { name, spec, inputs, kernel, bias };
+      const folded = spec.batchNorm
+        ? foldBatchNorm(name, kernel, bias, spec.units)
+        : { kernel, bias };
+      const layer = { name, spec, inputs, ...folded };
       inputs = spec.units;
       return layer;
     });
+
+  // Batch normalisation at generation time is an affine map per unit with
+  // the moving averages, so it folds into the dense layer before it:
+  // W' = W s, b' = (b - mean) s + beta, with s = gamma / sqrt(var + eps).
+  function foldBatchNorm(
+    name: string,
+    kernel: Float32Array,
+    bias: Float32Array,
+    units: number,
+  ): { kernel: Float32Array; bias: Float32Array } {
+    const get = (part: string) => {
+      const values = checkpoint.tensors.get(`${name}/${part}`);
+      if (values?.length !== units || !values.every(Number.isFinite)) {
+        throw fail(
+          `tensor "${name}/${part}" must have ${units} finite values: ${
+            values ? `it has ${values.length}` : "it is missing"
+          }`,
+        );
+      }
+      return values;
+    };
+    const [gamma, beta, mean, variance] = [
+      "gamma",
+      "beta",
+      "moving_mean",
+      "moving_variance",
+    ].map(get);
+    const scale = gamma.map((g, j) => g / Math.sqrt(variance[j] + BN_EPSILON));
+    const foldedKernel = kernel.map((w, k) => w * scale[k % units]);
+    const foldedBias = bias.map((b, j) => (b - mean[j]) * scale[j] + beta[j]);
+    return { kernel: foldedKernel, bias: foldedBias };
+  }
 
   const shared = stack(
     "generator/shared",

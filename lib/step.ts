@@ -14,11 +14,13 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Adam } from "./adam.ts";
 import {
+  type BatchStats,
   type CoupledModel,
   discriminate,
   generate,
   isShared,
   parameterNames,
+  updateMovingStats,
 } from "./model.ts";
 
 /**
@@ -94,15 +96,20 @@ export function discriminatorGrads(
   };
 }
 
-/** Generator gradients (non-saturating loss) for latents `z`. */
+/**
+ * Generator gradients (non-saturating loss) for latents `z`. Batch
+ * normalisation uses the batch's statistics and records them, kept, in
+ * `batchStats`.
+ */
 export function generatorGrads(
   model: CoupledModel,
   z: tf.Tensor2D,
+  batchStats: BatchStats[] = [],
 ): NetworkGrads {
   const losses: tf.Scalar[] = [];
   const vars = pickVariables(model, parameterNames(model, "generator"));
   const { grads } = tf.variableGrads(() => {
-    const images = generate(model, z);
+    const images = generate(model, z, batchStats);
     const perDomain = images.map((x, i) => {
       const loss = tf.mean(
         tf.softplus(tf.neg(discriminate(model, i, x))),
@@ -134,11 +141,17 @@ export function trainStep(
   stats: tf.Variable,
 ): void {
   tf.tidy(() => {
-    const d = discriminatorGrads(model, reals, generate(model, z));
+    // Fakes as the generator makes them in training: batch statistics.
+    const fakeStats: BatchStats[] = [];
+    const fakes = generate(model, z, fakeStats);
+    tf.dispose(fakeStats.flatMap((s) => [s.mean, s.variance]));
+    const d = discriminatorGrads(model, reals, fakes);
     optimisers.discriminator.apply(d.grads);
     // The generator learns through the discriminator just updated.
-    const g = generatorGrads(model, z);
+    const batchStats: BatchStats[] = [];
+    const g = generatorGrads(model, z, batchStats);
     optimisers.generator.apply(g.grads);
+    updateMovingStats(batchStats);
 
     const values = model.domains.flatMap((_, i) => [
       d.losses[i],

@@ -156,6 +156,7 @@ function tensorsOf(
 ): Map<string, tf.Variable> {
   return new Map([
     ...model.parameters,
+    ...model.statistics,
     ...optimisers.discriminator.state(),
     ...optimisers.generator.state(),
   ]);

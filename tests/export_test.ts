@@ -36,17 +36,17 @@ const TASK_PERMISSIONS: string[] = JSON.parse(
   await Deno.readTextFile(join(ROOT, "deno.json")),
 ).tasks.export.split(" ").filter((a: string) => a.startsWith("--allow-"));
 
-/** Tiny, with every activation and two shared layers. */
+/** Tiny, with every activation, two shared layers and batch norm. */
 const TINY: ArchSpec = {
   name: "tiny",
   summary: "test network",
   latentDim: 6,
   generatorShared: [
-    { units: 9, activation: "leaky_relu" },
+    { units: 9, activation: "leaky_relu", batchNorm: true },
     { units: 7, activation: "tanh" },
   ],
   generatorPrivate: [
-    { units: 5, activation: "relu" },
+    { units: 5, activation: "relu", batchNorm: true },
     { units: 4, activation: "linear" },
     { units: PIXELS, activation: "sigmoid" },
   ],
@@ -74,11 +74,16 @@ async function saveTinyCheckpoint(
       string,
       { shape: number[]; values: Float32Array }
     >();
-    for (const [name, v] of model.parameters) {
-      tensors.set(name, {
-        shape: v.shape,
-        values: v.dataSync<"float32">().slice(),
-      });
+    // Batch norm starts as the identity; give it values that show.
+    const rng = new Rng(seed + 100);
+    for (const [name, v] of [...model.parameters, ...model.statistics]) {
+      const values = v.dataSync<"float32">().slice();
+      if (/\/(gamma|moving_variance)$/.test(name)) {
+        values.forEach((_, i) => values[i] = 0.5 + rng.nextFloat());
+      } else if (/\/(beta|moving_mean)$/.test(name)) {
+        values.forEach((_, i) => values[i] = rng.nextFloat() - 0.5);
+      }
+      tensors.set(name, { shape: v.shape, values });
     }
     edit?.(new Map([...tensors].map(([name, t]) => [name, t.values])));
     return await saveCheckpoint(join(runDir, "checkpoints"), {
@@ -141,10 +146,17 @@ function referenceForward(
     for (const [i, spec] of specs.entries()) {
       const k = checkpoint.tensors.get(`${prefix}/${i}/kernel`)!;
       const b = checkpoint.tensors.get(`${prefix}/${i}/bias`)!;
+      const t = (part: string) =>
+        checkpoint.tensors.get(`${prefix}/${i}/${part}`)!;
       const y = new Float64Array(spec.units);
       for (let u = 0; u < spec.units; u++) {
         let s = b[u];
         for (let j = 0; j < x.length; j++) s += x[j] * k[j * spec.units + u];
+        if (spec.batchNorm) {
+          s = (s - t("moving_mean")[u]) /
+              Math.sqrt(t("moving_variance")[u] + 1e-5) * t("gamma")[u] +
+            t("beta")[u];
+        }
         y[u] = spec.activation === "relu"
           ? Math.max(0, s)
           : spec.activation === "leaky_relu"
@@ -502,10 +514,11 @@ const BREAKAGES: {
 
 /** Parameters of TINY with two domains, counted by hand. */
 const TINY_GENERATOR_AND_DISCRIMINATOR_FLOATS =
-  // generator shared: 6x9+9, 9x7+7
-  (54 + 9 + 63 + 7) +
-  // generator private, per domain: 7x5+5, 5x4+4, 4x784+784
-  2 * (35 + 5 + 20 + 4 + 3136 + 784) +
+  // generator shared: 6x9+9 with batch norm (4 x 9), 9x7+7
+  (54 + 9 + 36 + 63 + 7) +
+  // generator private, per domain: 7x5+5 with batch norm (4 x 5), 5x4+4,
+  // 4x784+784
+  2 * (35 + 5 + 20 + 20 + 4 + 3136 + 784) +
   // discriminator private, per domain: 784x3+3; shared: 3x1+1
   2 * (2352 + 3) + (3 + 1);
 

@@ -5,11 +5,13 @@ import { type ArchSpec, unshared } from "../lib/arch.ts";
 import { useBackend } from "../lib/backend.ts";
 import { useMatMulKernel } from "../lib/kernels.ts";
 import {
+  type BatchStats,
   type CoupledModel,
   createModel,
   disposeModel,
   generate,
   runStack,
+  updateMovingStats,
 } from "../lib/model.ts";
 import { Rng } from "../lib/rng.ts";
 import { discriminatorGrads, generatorGrads, trainStep } from "../lib/step.ts";
@@ -381,6 +383,94 @@ Deno.test("training with the fused Adam follows the op path (no stale weights)",
     );
   } finally {
     useMatMulKernel("tfjs");
+    tf.dispose([stats, ...reals, z]);
+  }
+});
+
+/** TINY with batch normalisation in the shared generator layer. */
+const TINY_BN: ArchSpec = {
+  ...TINY,
+  generatorShared: [{ units: 6, activation: "relu", batchNorm: true }],
+};
+
+Deno.test("runStack() batch-normalises with batch statistics, then moving averages", () => {
+  const model = createModel(TINY_BN, ["a", "b"], 17);
+  try {
+    tf.tidy(() => {
+      const layer = model.generatorShared[0];
+      const norm = layer.norm!;
+      norm.gamma.assign(tf.tensor1d([1, 2, 0.5, 1, 3, 1]));
+      norm.beta.assign(tf.tensor1d([0, 0.5, -0.5, 1, 0, 0.2]));
+      const [z] = batches(18, 5, 4);
+      const pre = tf.add(tf.matMul(z, layer.kernel as tf.Tensor2D), layer.bias);
+      // Independent: biased batch variance, epsilon 1e-5, then ReLU.
+      const { mean, variance } = tf.moments(pre, 0);
+      const expectTrain = tf.relu(tf.add(
+        tf.mul(
+          tf.div(tf.sub(pre, mean), tf.sqrt(tf.add(variance, 1e-5))),
+          norm.gamma,
+        ),
+        norm.beta,
+      ));
+      const stats: BatchStats[] = [];
+      const train = runStack(model.generatorShared, z, stats);
+      assert.ok(maxDiff(train, expectTrain) < 1e-5);
+      assert.equal(stats.length, 1);
+
+      updateMovingStats(stats);
+      // Moving averages start at 0 and 1 and take 10% of the batch's mean
+      // and unbiased variance (n / (n - 1) = 5 / 4).
+      assert.ok(maxDiff(norm.movingMean, tf.mul(mean, 0.1)) < 1e-6);
+      assert.ok(
+        maxDiff(norm.movingVariance, tf.add(0.9, tf.mul(variance, 0.125))) <
+          1e-6,
+      );
+
+      const generating = runStack(model.generatorShared, z);
+      const expectEval = tf.relu(tf.add(
+        tf.mul(
+          tf.div(
+            tf.sub(pre, norm.movingMean),
+            tf.sqrt(tf.add(norm.movingVariance, 1e-5)),
+          ),
+          norm.gamma,
+        ),
+        norm.beta,
+      ));
+      assert.ok(maxDiff(generating, expectEval) < 1e-5);
+    });
+  } finally {
+    disposeModel(model);
+  }
+});
+
+Deno.test("trainStep() updates batch-norm statistics and keeps tensors constant", () => {
+  const model = createModel(TINY_BN, ["a", "b"], 19);
+  const pick = (p: string) =>
+    new Map([...model.parameters].filter(([n]) => n.startsWith(p)));
+  const optimisers = {
+    discriminator: new Adam(pick("discriminator/"), TINY),
+    generator: new Adam(pick("generator/"), TINY),
+  };
+  const stats = tf.variable(tf.zeros([8]));
+  const reals = batches(20, 3, 784);
+  const [z] = batches(21, 3, 4);
+  try {
+    assert.deepEqual([...model.statistics.keys()], [
+      "generator/shared/0/moving_mean",
+      "generator/shared/0/moving_variance",
+    ]);
+    assert.ok(model.parameters.has("generator/shared/0/gamma"));
+    trainStep(model, optimisers, reals, z, stats);
+    const before = tf.memory().numTensors;
+    trainStep(model, optimisers, reals, z, stats);
+    assert.equal(tf.memory().numTensors, before);
+    const mean = model.statistics.get("generator/shared/0/moving_mean")!;
+    assert.ok(mean.dataSync().some((x) => x !== 0));
+  } finally {
+    disposeModel(model);
+    optimisers.discriminator.dispose();
+    optimisers.generator.dispose();
     tf.dispose([stats, ...reals, z]);
   }
 });
