@@ -13,8 +13,18 @@ import { join } from "node:path";
 import type { ArchSpec } from "./arch.ts";
 import type { BatcherState, DomainInfo } from "./data.ts";
 import { InputError } from "./errors.ts";
+import {
+  float32FromBytes,
+  float32ToBytes,
+  replaceDir,
+  sha256Hex,
+  verifyWeights,
+  writeSynced,
+} from "./files.ts";
 import type { TrainOptions } from "./options.ts";
 import type { RngState } from "./rng.ts";
+
+export { sha256Hex };
 
 /** Format tag of `manifest.json`. */
 export const CHECKPOINT_FORMAT = "cogan-checkpoint";
@@ -74,18 +84,6 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(6, "0")}`;
 }
 
-/** Hex SHA-256 of some bytes. */
-export async function sha256Hex(
-  bytes: Uint8Array<ArrayBuffer>,
-): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return Array.from(
-    new Uint8Array(digest),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
-}
-
 /** What {@linkcode saveCheckpoint} needs besides the tensors. */
 export type CheckpointInfo = Omit<
   CheckpointManifest,
@@ -116,7 +114,7 @@ export async function saveCheckpoint(
   for (const entry of entries) {
     weights.set(tensors.get(entry.name)!.values, entry.offset);
   }
-  const bytes = littleEndianBytes(weights);
+  const bytes = float32ToBytes(weights);
   const manifest: CheckpointManifest = {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
@@ -146,48 +144,6 @@ export async function saveCheckpoint(
     throw err;
   }
   return final;
-}
-
-async function writeSynced(
-  path: string,
-  bytes: Uint8Array,
-): Promise<void> {
-  using file = await Deno.open(path, { write: true, createNew: true });
-  let written = 0;
-  while (written < bytes.length) {
-    written += await file.write(bytes.subarray(written));
-  }
-  await file.sync();
-}
-
-/** Renames `from` to `to`, replacing an existing folder `to`. */
-async function replaceDir(from: string, to: string): Promise<void> {
-  const old = `${to}.old-${crypto.randomUUID()}`;
-  let hadOld = false;
-  try {
-    await Deno.rename(to, old);
-    hadOld = true;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
-  await Deno.rename(from, to);
-  if (hadOld) await Deno.remove(old, { recursive: true });
-}
-
-function littleEndianBytes(values: Float32Array): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(values.length * 4);
-  const view = new DataView(bytes.buffer);
-  for (let i = 0; i < values.length; i++) {
-    view.setFloat32(4 * i, values[i], true);
-  }
-  return bytes;
-}
-
-function fromLittleEndian(bytes: Uint8Array): Float32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(bytes.length / 4);
-  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(4 * i, true);
-  return out;
 }
 
 /** Steps of the whole checkpoints in a run folder, ascending. */
@@ -291,18 +247,9 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
   }
 
   const bytes = await read("weights.bin");
-  if (bytes.length !== manifest.weightsBytes) {
-    throw fail(
-      `weights.bin must have ${manifest.weightsBytes} bytes: current size is ${bytes.length} (truncated?)`,
-    );
-  }
-  if ((await sha256Hex(bytes)) !== manifest.weightsSha256) {
-    throw fail(
-      "weights.bin does not match the SHA-256 in manifest.json (corrupt?)",
-    );
-  }
+  await verifyWeights(bytes, manifest, fail);
 
-  const all = fromLittleEndian(bytes);
+  const all = float32FromBytes(bytes);
   const tensors = new Map<string, Float32Array>();
   for (const entry of manifest.tensors) {
     const size = entry.shape.reduce((a, b) => a * b, 1);

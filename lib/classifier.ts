@@ -17,8 +17,14 @@ import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { Adam } from "./adam.ts";
 import { IMAGE_SIZE } from "./arch.ts";
-import { sha256Hex } from "./checkpoint.ts";
+
 import { OptionError } from "./errors.ts";
+import {
+  float32FromBytes,
+  float32ToBytes,
+  sha256Hex,
+  verifyWeights,
+} from "./files.ts";
 import { loadMnist, type MnistSplit } from "./mnist.ts";
 import { Rng } from "./rng.ts";
 
@@ -428,21 +434,6 @@ export async function trainClassifier(
   return { classifier, seconds };
 }
 
-function littleEndian(values: Float32Array): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(values.length * 4);
-  const view = new DataView(bytes.buffer);
-  values.forEach((v, i) => view.setFloat32(4 * i, v, true));
-  return bytes;
-}
-
-function fromLittleEndian(bytes: Uint8Array): Float32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return Float32Array.from(
-    { length: bytes.length / 4 },
-    (_, i) => view.getFloat32(4 * i, true),
-  );
-}
-
 async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${crypto.randomUUID()}`;
   await Deno.writeFile(tmp, bytes);
@@ -466,7 +457,7 @@ export async function saveClassifier(
   }
   const all = new Float32Array(floats);
   parts.forEach((p, i) => all.set(p, entries[i].offset));
-  const bytes = littleEndian(all);
+  const bytes = float32ToBytes(all);
   const manifest: ClassifierManifest = {
     format: CLASSIFIER_FORMAT,
     version: CLASSIFIER_VERSION,
@@ -549,18 +540,9 @@ export async function loadClassifier(
     }
     throw err;
   }
-  if (bytes.length !== manifest.weightsBytes) {
-    throw fail(
-      `weights.bin must have ${manifest.weightsBytes} bytes: current size is ${bytes.length} (truncated?)`,
-    );
-  }
-  if ((await sha256Hex(bytes)) !== manifest.weightsSha256) {
-    throw fail(
-      "weights.bin does not match the SHA-256 in manifest.json (corrupt?)",
-    );
-  }
+  await verifyWeights(bytes, manifest, fail);
 
-  const all = fromLittleEndian(bytes);
+  const all = float32FromBytes(bytes);
   const classifier = new Classifier(config);
   try {
     const byName = new Map(manifest.tensors.map((e) => [e.name, e]));

@@ -15,9 +15,10 @@ import * as ort from "onnxruntime-node";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import type { ArchSpec } from "./arch.ts";
 import { useBackend, versions } from "./backend.ts";
-import { findCheckpoint, loadCheckpoint, sha256Hex } from "./checkpoint.ts";
+import { findCheckpoint, loadCheckpoint } from "./checkpoint.ts";
 import type { DomainInfo } from "./data.ts";
 import { InputError, OptionError } from "./errors.ts";
+import { replaceDir, sha256Hex, writeSynced } from "./files.ts";
 import { disposeModel, generate, modelFromCheckpoint } from "./model.ts";
 import {
   encodeModel,
@@ -167,34 +168,6 @@ async function checkDestination(
       `Cannot export to "${out}": the folder is not empty; pass --force to replace it`,
     );
   }
-}
-
-async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
-  using file = await Deno.open(path, { write: true, createNew: true });
-  let written = 0;
-  while (written < bytes.length) {
-    written += await file.write(bytes.subarray(written));
-  }
-  await file.sync();
-}
-
-/** Renames `from` to `to`, replacing a folder already at `to`. */
-async function replaceDir(from: string, to: string): Promise<void> {
-  const old = join(dirname(to), `.${basename(to)}.old-${crypto.randomUUID()}`);
-  let hadOld = false;
-  try {
-    await Deno.rename(to, old);
-    hadOld = true;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
-  try {
-    await Deno.rename(from, to);
-  } catch (err) {
-    if (hadOld) await Deno.rename(old, to);
-    throw err;
-  }
-  if (hadOld) await Deno.remove(old, { recursive: true });
 }
 
 /**
