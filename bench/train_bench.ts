@@ -12,14 +12,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Adam } from "../lib/adam.ts";
 import type { ArchSpec } from "../lib/arch.ts";
 import { Batcher, type Domain } from "../lib/data.ts";
 import { type MatMulKernel, useMatMulKernel } from "../lib/kernels.ts";
 import { mnistDataDir } from "../lib/mnist.ts";
 import { createModel, disposeModel } from "../lib/model.ts";
 import { Rng } from "../lib/rng.ts";
-import { trainStep } from "../lib/step.ts";
+import { createOptimisers, disposeOptimisers, trainStep } from "../lib/step.ts";
 
 /** One way of running our training step. */
 export interface StepVariant {
@@ -45,13 +44,10 @@ export function measureSteps(
 ): number {
   useMatMulKernel(variant.kernel);
   const model = createModel(arch, domains.map((d) => d.name), 0);
-  const pick = (prefix: string) =>
-    new Map([...model.parameters].filter(([n]) => n.startsWith(prefix)));
-  const config = { ...arch, fused: variant.fusedAdam };
-  const optimisers = {
-    discriminator: new Adam(pick("discriminator/"), config),
-    generator: new Adam(pick("generator/"), config),
-  };
+  const optimisers = createOptimisers(model, {
+    ...arch,
+    fused: variant.fusedAdam,
+  });
   const stats = tf.variable(tf.zeros([domains.length * 4]));
   const batchers = domains.map((d, i) => new Batcher(d, i));
   const rng = new Rng(1);
@@ -78,8 +74,7 @@ export function measureSteps(
     return steps / ((performance.now() - start) / 1000);
   } finally {
     disposeModel(model);
-    optimisers.discriminator.dispose();
-    optimisers.generator.dispose();
+    disposeOptimisers(optimisers);
     stats.dispose();
   }
 }

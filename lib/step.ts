@@ -12,7 +12,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import type { Adam } from "./adam.ts";
+import { Adam, type AdamConfig } from "./adam.ts";
 import {
   type BatchStats,
   type CoupledModel,
@@ -33,6 +33,27 @@ export const STEP_STATS = ["dLoss", "gLoss", "dReal", "dFake"] as const;
 export interface Optimisers {
   discriminator: Adam;
   generator: Adam;
+}
+
+/** One Adam for the discriminators' parameters, one for the generators'. */
+export function createOptimisers(
+  model: CoupledModel,
+  config: AdamConfig,
+): Optimisers {
+  const of = (network: "generator" | "discriminator") =>
+    new Map(
+      parameterNames(model, network).map((n) => [n, model.parameters.get(n)!]),
+    );
+  return {
+    discriminator: new Adam(of("discriminator"), config),
+    generator: new Adam(of("generator"), config),
+  };
+}
+
+/** Frees both optimisers' state. */
+export function disposeOptimisers(optimisers: Optimisers): void {
+  optimisers.discriminator.dispose();
+  optimisers.generator.dispose();
 }
 
 function scaleShared(

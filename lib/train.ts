@@ -10,7 +10,6 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { Adam } from "./adam.ts";
 import { IMAGE_SIZE } from "./arch.ts";
 import { useBackend, versions } from "./backend.ts";
 import {
@@ -44,7 +43,13 @@ import {
 } from "./options.ts";
 import { encodePng, pairGrid } from "./png.ts";
 import { Rng } from "./rng.ts";
-import { type Optimisers, STEP_STATS, trainStep } from "./step.ts";
+import {
+  createOptimisers,
+  disposeOptimisers,
+  type Optimisers,
+  STEP_STATS,
+  trainStep,
+} from "./step.ts";
 
 /** Pairs measured by each `--eval-every` evaluation. */
 export const EVAL_PAIRS = 1000;
@@ -258,20 +263,7 @@ export async function train(
     beta1: arch.beta1,
     beta2: arch.beta2,
   };
-  const optimisers: Optimisers = {
-    discriminator: new Adam(
-      new Map(
-        [...model.parameters].filter(([n]) => n.startsWith("discriminator/")),
-      ),
-      adamConfig,
-    ),
-    generator: new Adam(
-      new Map(
-        [...model.parameters].filter(([n]) => n.startsWith("generator/")),
-      ),
-      adamConfig,
-    ),
-  };
+  const optimisers = createOptimisers(model, adamConfig);
   const stats = tf.variable(tf.zeros([names.length * STEP_STATS.length]));
   const sampleZ = tf.tensor2d(
     new Rng(streamSeed(options.seed, STREAMS.samples)).fillNormal(
@@ -488,8 +480,7 @@ export async function train(
   } finally {
     disposeModel(model);
     classifier?.dispose();
-    optimisers.discriminator.dispose();
-    optimisers.generator.dispose();
+    disposeOptimisers(optimisers);
     stats.dispose();
     sampleZ.dispose();
   }

@@ -14,7 +14,13 @@ import {
   updateMovingStats,
 } from "../lib/model.ts";
 import { Rng } from "../lib/rng.ts";
-import { discriminatorGrads, generatorGrads, trainStep } from "../lib/step.ts";
+import {
+  createOptimisers,
+  discriminatorGrads,
+  disposeOptimisers,
+  generatorGrads,
+  trainStep,
+} from "../lib/step.ts";
 
 await useBackend("wasm");
 
@@ -219,12 +225,7 @@ Deno.test("generatorGrads() averages the shared gradient over domains", () => {
 
 Deno.test("trainStep() keeps the tensor count constant across steps", () => {
   const model = createModel(TINY, ["a", "b"], 8);
-  const pick = (p: string) =>
-    new Map([...model.parameters].filter(([n]) => n.startsWith(p)));
-  const optimisers = {
-    discriminator: new Adam(pick("discriminator/"), TINY),
-    generator: new Adam(pick("generator/"), TINY),
-  };
+  const optimisers = createOptimisers(model, TINY);
   const stats = tf.variable(tf.zeros([8]));
   const reals = batches(9, 3, 784);
   const [z] = batches(10, 3, 4);
@@ -236,8 +237,7 @@ Deno.test("trainStep() keeps the tensor count constant across steps", () => {
     assert.ok(stats.dataSync().every(Number.isFinite));
   } finally {
     disposeModel(model);
-    optimisers.discriminator.dispose();
-    optimisers.generator.dispose();
+    disposeOptimisers(optimisers);
     tf.dispose([stats, ...reals, z]);
   }
 });
@@ -359,18 +359,15 @@ Deno.test("training with the fused Adam follows the op path (no stale weights)",
   const stats = tf.variable(tf.zeros([8]));
   const run = (fused: boolean) => {
     const model = createModel(TINY, ["a", "b"], 16);
-    const pick = (p: string) =>
-      new Map([...model.parameters].filter(([n]) => n.startsWith(p)));
-    const config = { ...TINY, learningRate: 0.05, fused };
-    const optimisers = {
-      discriminator: new Adam(pick("discriminator/"), config),
-      generator: new Adam(pick("generator/"), config),
-    };
+    const optimisers = createOptimisers(model, {
+      ...TINY,
+      learningRate: 0.05,
+      fused,
+    });
     for (let i = 0; i < 4; i++) trainStep(model, optimisers, reals, z, stats);
     const values = [...model.parameters.values()].map((v) => v.dataSync());
     disposeModel(model);
-    optimisers.discriminator.dispose();
-    optimisers.generator.dispose();
+    disposeOptimisers(optimisers);
     return values;
   };
   try {
@@ -446,12 +443,7 @@ Deno.test("runStack() batch-normalises with batch statistics, then moving averag
 
 Deno.test("trainStep() updates batch-norm statistics and keeps tensors constant", () => {
   const model = createModel(TINY_BN, ["a", "b"], 19);
-  const pick = (p: string) =>
-    new Map([...model.parameters].filter(([n]) => n.startsWith(p)));
-  const optimisers = {
-    discriminator: new Adam(pick("discriminator/"), TINY),
-    generator: new Adam(pick("generator/"), TINY),
-  };
+  const optimisers = createOptimisers(model, TINY);
   const stats = tf.variable(tf.zeros([8]));
   const reals = batches(20, 3, 784);
   const [z] = batches(21, 3, 4);
@@ -469,8 +461,7 @@ Deno.test("trainStep() updates batch-norm statistics and keeps tensors constant"
     assert.ok(mean.dataSync().some((x) => x !== 0));
   } finally {
     disposeModel(model);
-    optimisers.discriminator.dispose();
-    optimisers.generator.dispose();
+    disposeOptimisers(optimisers);
     tf.dispose([stats, ...reals, z]);
   }
 });
