@@ -117,18 +117,15 @@ Deno.test("train() stops on its signal with a checkpoint", async () => {
   await Deno.remove(out, { recursive: true });
 });
 
+const TASK_PERMISSIONS: string[] = JSON.parse(
+  await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+).tasks.train.split(" ").filter((a: string) => a.startsWith("--allow-"));
+
 async function runScript(args: string[], signalAfterMs?: number) {
   const command = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      "--allow-ffi",
-      "train.ts",
-      ...args,
-    ],
+    // The permissions of the task in deno.json, so a task that needs more
+    // fails here.
+    args: ["run", ...TASK_PERMISSIONS, "train.ts", ...args],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
