@@ -29,7 +29,24 @@ import {
   STEP_VARIANTS,
 } from "./train_bench.ts";
 
+const HELP = `Usage: deno task bench [flags]
+
+Measures, side by side in one run: training steps/s of each matmul kernel
+against the PyTorch peer (bench/torch_peer.py, when /usr/bin/python3 has
+torch), memory over a long run, and ONNX Runtime inference pairs/s.
+
+Flags:
+  --quick             short rounds: a smoke test, not a measurement
+  --rounds N          rounds per training figure, median kept (default: 3)
+  --seconds S         seconds per round (default: 4)
+  --memory-steps N    steps of the memory run (default: 3000)
+  --no-torch          skip PyTorch
+  --no-infer          skip inference
+  -h, --help          show this help
+`;
+
 const FLAGS = {
+  help: { type: "boolean", short: "h" },
   quick: { type: "boolean" },
   rounds: { type: "string" },
   seconds: { type: "string" },
@@ -204,6 +221,10 @@ async function inference(quick: boolean, torch: boolean): Promise<void> {
 
 async function main(): Promise<number> {
   const flags = parseFlags(Deno.args, FLAGS);
+  if (flags.help) {
+    console.log(HELP);
+    return 0;
+  }
   const quick = flags.quick ?? false;
   const rounds = intFlag("rounds", flags.rounds, 1) ?? (quick ? 1 : 3);
   const seconds = numberFlag("seconds", flags.seconds) ?? (quick ? 0.5 : 4);

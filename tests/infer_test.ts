@@ -318,18 +318,14 @@ function decodePng(bytes: Uint8Array): {
 // ---------------------------------------------------------------------------
 // Running the script.
 
+/** The permissions of the infer task in deno.json. */
+const TASK_PERMISSIONS: string[] = JSON.parse(
+  await Deno.readTextFile(join(ROOT, "deno.json")),
+).tasks.infer.split(" ").filter((a: string) => a.startsWith("--allow-"));
+
 async function infer(...args: string[]) {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-ffi",
-      "--allow-sys",
-      join(ROOT, "infer.ts"),
-      ...args,
-    ],
+    args: ["run", ...TASK_PERMISSIONS, join(ROOT, "infer.ts"), ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
