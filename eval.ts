@@ -55,7 +55,7 @@ Flags:
   --step N        checkpoint step of --run (default: the newest)
   --model PATH    export folder or .onnx file: generate with ONNX Runtime
   --ep NAME       ${EPS.join(" | ")}, for --model (default: auto)
-  --count N       pairs to generate (default: 1000)
+  --count N       pairs to generate (default: 2000)
   --seed N        seed of the latents and of the random re-pairing behind
                   the chance baselines (default: 0)
   -h, --help      show this help
@@ -203,7 +203,7 @@ async function main(): Promise<number> {
   }
   const step = intFlag("step", flags.step, 0);
   const ep = choiceFlag("ep", flags.ep, EPS);
-  const count = intFlag("count", flags.count, 2) ?? 1000;
+  const count = intFlag("count", flags.count, 2) ?? 2000;
   const seed = intFlag("seed", flags.seed, 0) ?? 0;
 
   await useBackend("wasm");
