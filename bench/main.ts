@@ -10,6 +10,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DEFAULT_ARCH, getArch } from "../lib/arch.ts";
 import { useBackend } from "../lib/backend.ts";
 import { saveCheckpoint } from "../lib/checkpoint.ts";
@@ -23,6 +24,7 @@ import { createModel, disposeModel } from "../lib/model.ts";
 import { resolveTrainOptions } from "../lib/options.ts";
 import { train } from "../lib/train.ts";
 import {
+  measureSharedPeer,
   measureSteps,
   measureTorch,
   median,
@@ -66,6 +68,11 @@ function cell(x: number | string): string {
   return (typeof x === "number" ? x.toFixed(1) : "n/a").padStart(12);
 }
 
+/** The seed algorithm's own PyTorch script, beside the project. */
+const SHARED_PEER = fileURLToPath(
+  new URL("../../shared/bench/peer_torch.py", import.meta.url),
+);
+
 async function trainingSpeed(
   rounds: number,
   seconds: number,
@@ -76,9 +83,13 @@ async function trainingSpeed(
   const variants = STEP_VARIANTS.filter((v) =>
     v.kernel !== "blas" || blasAvailable()
   );
-  const threads = navigator.hardwareConcurrency;
+  const cores = navigator.hardwareConcurrency;
+  // PyTorch on small matrices can be faster on one thread than on all.
+  const torchThreads = cores > 1 ? [1, cores] : [1];
   console.log(
-    `\n## Training steps/s (median of ${rounds} rounds of ${seconds}s; torch on ${threads} threads; ${
+    `\n## Training steps/s (median of ${rounds} rounds of ${seconds}s; pytorch: bench/torch_peer.py, the same step, best of ${
+      torchThreads.join(" and ")
+    } threads; ${
       blasInfo() ? `OpenBLAS ${blasInfo()!.config}` : "no OpenBLAS"
     })\n`,
   );
@@ -89,29 +100,45 @@ async function trainingSpeed(
   for (const { arch: name, batch } of CONFIGS) {
     const arch = getArch(name);
     const ours = variants.map(() => [] as number[]);
-    const theirs: number[] = [];
+    const theirs = torchThreads.map(() => [] as number[]);
     let torchError = "";
     for (let r = 0; r < rounds; r++) {
       variants.forEach((v, i) =>
         ours[i].push(measureSteps(arch, batch, v, domains, seconds))
       );
-      if (torch) {
+      if (!torch) continue;
+      for (const [i, threads] of torchThreads.entries()) {
         const t = await measureTorch(arch, batch, seconds, threads);
-        if (typeof t === "number") theirs.push(t);
+        if (typeof t === "number") theirs[i].push(t);
         else torchError = t;
       }
     }
     const medians = ours.map(median);
     const best = Math.max(...medians);
-    const torchMedian = theirs.length ? median(theirs) : torchError;
+    const torchBest = theirs.every((t) => t.length)
+      ? Math.max(...theirs.map(median))
+      : torchError;
     console.log(
       `${name} b${batch}`.padEnd(14) + medians.map(cell).join("") +
         (torch
-          ? cell(torchMedian) +
-            (typeof torchMedian === "number"
-              ? `${(best / torchMedian).toFixed(2)}x`.padStart(13)
+          ? cell(torchBest) +
+            (typeof torchBest === "number"
+              ? `${(best / torchBest).toFixed(2)}x`.padStart(13)
               : `  (${torchError})`)
           : ""),
+    );
+  }
+  if (!torch) return;
+  // The seed algorithm's original PyTorch script: it also backpropagates
+  // the discriminator loss into the generators (then discards it), so it
+  // does more work per step than ours or bench/torch_peer.py.
+  const steps = Math.max(50, Math.round(seconds * 50));
+  for (const batch of [32, 256]) {
+    const peer = await measureSharedPeer(batch, steps, SHARED_PEER);
+    console.log(
+      `../shared/bench/peer_torch.py, seed b${batch}, ${steps} steps: ${
+        typeof peer === "number" ? `${peer.toFixed(1)} steps/s` : peer
+      }`,
     );
   }
 }
@@ -168,7 +195,7 @@ async function inference(quick: boolean, torch: boolean): Promise<void> {
     const domains = domainInfos(options.transform);
     const model = createModel(arch, domains.map((d) => d.name), 0);
     const tensors = new Map(
-      [...model.parameters].map((
+      [...model.parameters, ...model.statistics].map((
         [name, v],
       ) => [name, { shape: v.shape, values: v.dataSync() as Float32Array }]),
     );

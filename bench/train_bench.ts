@@ -124,6 +124,48 @@ export async function measureTorch(
   }
 }
 
+/**
+ * Steps per second of `../shared/bench/peer_torch.py` (the seed algorithm
+ * as first written in PyTorch) for the seed network, or an error string.
+ */
+export async function measureSharedPeer(
+  batch: number,
+  steps: number,
+  script: string,
+): Promise<number | string> {
+  const out = await Deno.makeTempDir({ prefix: "cogan-peer-" });
+  try {
+    const { code, stdout, stderr } = await new Deno.Command(
+      "/usr/bin/python3",
+      {
+        args: [
+          script,
+          "--steps",
+          String(steps),
+          "--batch",
+          String(batch),
+          "--out",
+          out,
+        ],
+        env: { MNIST_DIR: mnistDataDir() },
+        stdout: "piped",
+        stderr: "piped",
+      },
+    ).output();
+    const text = new TextDecoder().decode(stdout);
+    const match = /([\d.]+) steps\/s/.exec(text);
+    if (code !== 0 || !match) {
+      const lines = new TextDecoder().decode(stderr).trim().split("\n");
+      return `peer failed: ${lines[lines.length - 1]}`;
+    }
+    return Number(match[1]);
+  } catch (err) {
+    return `peer unavailable: ${(err as Error).message}`;
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
 /** Median of some numbers. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

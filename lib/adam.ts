@@ -51,10 +51,13 @@ export class Adam {
   constructor(params: Map<string, tf.Variable>, config: AdamConfig) {
     this.config = { epsilon: 1e-8, fused: true, ...config };
     this.#params = params;
-    for (const [name, p] of params) {
-      this.#m.set(name, tf.variable(tf.zerosLike(p), false));
-      this.#v.set(name, tf.variable(tf.zerosLike(p), false));
-    }
+    // tidy frees the zero tensors; the variables keep their buffers.
+    tf.tidy(() => {
+      for (const [name, p] of params) {
+        this.#m.set(name, tf.variable(tf.zerosLike(p), false));
+        this.#v.set(name, tf.variable(tf.zerosLike(p), false));
+      }
+    });
   }
 
   /** Applies one update from gradients keyed by parameter name. */

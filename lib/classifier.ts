@@ -26,6 +26,7 @@ import {
   verifyWeights,
 } from "./files.ts";
 import { loadMnist, type MnistSplit } from "./mnist.ts";
+import { freeingTemporaries } from "./model.ts";
 import { Rng } from "./rng.ts";
 
 const PIXELS = IMAGE_SIZE * IMAGE_SIZE;
@@ -187,18 +188,20 @@ export class Classifier {
     this.config = config;
     const rng = new Rng(config.seed);
     const widths = [PIXELS, ...config.hidden, DIGITS];
-    this.#layers = widths.slice(1).map((units, i) => {
-      const fanIn = widths[i];
-      const bound = Math.sqrt(6 / fanIn);
-      const values = Float32Array.from(
-        { length: fanIn * units },
-        () => (2 * rng.nextFloat() - 1) * bound,
-      );
-      return {
-        kernel: tf.variable(tf.tensor2d(values, [fanIn, units])),
-        bias: tf.variable(tf.zeros([units])),
-      };
-    });
+    this.#layers = freeingTemporaries(() =>
+      widths.slice(1).map((units, i) => {
+        const fanIn = widths[i];
+        const bound = Math.sqrt(6 / fanIn);
+        const values = Float32Array.from(
+          { length: fanIn * units },
+          () => (2 * rng.nextFloat() - 1) * bound,
+        );
+        return {
+          kernel: tf.variable(tf.tensor2d(values, [fanIn, units])),
+          bias: tf.variable(tf.zeros([units])),
+        };
+      })
+    );
   }
 
   /** Every tensor, named `<layer>/kernel` and `<layer>/bias`. */

@@ -213,7 +213,28 @@ export function createModel(
   domains: string[],
   seed: number,
 ): CoupledModel {
-  const rng = new Rng(seed);
+  return freeingTemporaries(() => buildModel(arch, domains, new Rng(seed)));
+}
+
+/**
+ * Runs `f` in a tfjs scope that frees every tensor it made except
+ * variables: the initial values a variable was made from stay alive (and
+ * hold a second reference to its first buffer) unless freed.
+ */
+export function freeingTemporaries<T>(f: () => T): T {
+  tf.engine().startScope();
+  try {
+    return f();
+  } finally {
+    tf.engine().endScope();
+  }
+}
+
+function buildModel(
+  arch: ArchSpec,
+  domains: string[],
+  rng: Rng,
+): CoupledModel {
   const parameters = new Map<string, tf.Variable>();
   const statistics = new Map<string, tf.Variable>();
   const pixels = IMAGE_SIZE * IMAGE_SIZE;

@@ -264,7 +264,9 @@ export async function train(
     beta2: arch.beta2,
   };
   const optimisers = createOptimisers(model, adamConfig);
-  const stats = tf.variable(tf.zeros([names.length * STEP_STATS.length]));
+  const stats = tf.tidy(() =>
+    tf.variable(tf.zeros([names.length * STEP_STATS.length]))
+  );
   const sampleZ = tf.tensor2d(
     new Rng(streamSeed(options.seed, STREAMS.samples)).fillNormal(
       new Float32Array(SAMPLE_PAIRS * arch.latentDim),
@@ -418,7 +420,7 @@ export async function train(
           msPerStep: (now - intervalStart) / intervalSteps,
           ...(evaluation ? { eval: evaluation } : {}),
         };
-        stats.assign(tf.zerosLike(stats));
+        tf.tidy(() => stats.assign(tf.zerosLike(stats)));
         intervalStart = now;
         intervalSteps = 0;
         await Deno.writeTextFile(

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import {
   findCheckpoint,
@@ -235,5 +236,14 @@ Deno.test("train() logs correspondence metrics every evalEvery steps", async () 
   assert.equal(report.count, 1000);
   assert.equal(report.transform, "rot90");
   assert.ok(report.label_agreement! >= 0 && report.label_agreement! <= 1);
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("train() leaves no tensors behind", async () => {
+  const out = await Deno.makeTempDir();
+  await useBackend("wasm");
+  const before = tf.memory().numTensors;
+  await train({ ...TINY_RUN, arch: "deep", batchSize: 4, steps: 3, out });
+  assert.equal(tf.memory().numTensors, before);
   await Deno.remove(out, { recursive: true });
 });
