@@ -22,7 +22,7 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { Batcher, domainInfos, makeDomains } from "./data.ts";
-import { OptionError } from "./errors.ts";
+import { InputError, OptionError } from "./errors.ts";
 import { type Classifier, loadOrTrainClassifier } from "./classifier.ts";
 import { evaluateModel } from "./evaluate.ts";
 import { useMatMulKernel } from "./kernels.ts";
@@ -287,7 +287,7 @@ export async function train(
       for (const [name, variable] of all) {
         const values = checkpoint.tensors.get(name);
         if (!values || values.length !== variable.size) {
-          throw new OptionError(
+          throw new InputError(
             `Cannot resume from "${checkpoint.path}": tensor "${name}" is missing or has the wrong size`,
           );
         }
