@@ -47,7 +47,8 @@ ${
   --sample-every N       steps per sample grid, 0 = end only (default: 1000)
   --checkpoint-every N   steps per checkpoint, 0 = end only (default: 1000)
   --keep-checkpoints N   newest checkpoints kept, 0 = all (default: 5)
-  --eval-every N         steps per correspondence check, 0 = off (default: 0)
+  --eval-every N         steps per correspondence check, 0 = off (default: 1000;
+                         the first trains the eval classifier if not cached)
   --backend NAME         tfjs backend: ${BACKENDS.join(" | ")} (default: wasm)
   --kernel NAME          matmul kernel: ${
   MATMUL_KERNELS.join(" | ")

@@ -155,6 +155,7 @@ async function memory(steps: number): Promise<void> {
         logEvery: 50,
         sampleEvery: 0,
         checkpointEvery: 0,
+        evalEvery: 0,
       },
       {
         onProgress: (p) => {

@@ -52,7 +52,10 @@ export interface TrainOptions {
   checkpointEvery: number;
   /** Newest checkpoints kept on disk (0: keep all). Default: 5. */
   keepCheckpoints: number;
-  /** Steps between correspondence evaluations (0: never). Default: 0. */
+  /**
+   * Steps between correspondence evaluations (0: never). The first one
+   * trains the digit classifier if it is not cached (minutes). Default: 1000.
+   */
   evalEvery: number;
   /** tfjs backend. Default: `wasm`. */
   backend: BackendName;
@@ -121,7 +124,7 @@ export function resolveTrainOptions(
     sampleEvery: input.sampleEvery ?? 1000,
     checkpointEvery: input.checkpointEvery ?? 1000,
     keepCheckpoints: input.keepCheckpoints ?? 5,
-    evalEvery: input.evalEvery ?? 0,
+    evalEvery: input.evalEvery ?? 1000,
     backend: input.backend ?? "wasm",
     kernel: input.kernel ?? "auto",
   };

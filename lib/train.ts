@@ -358,9 +358,8 @@ export async function train(
       return path;
     };
 
-    const evalClassifier: ImageClassifier | undefined = options.evalEvery > 0
-      ? hooks.classifier ?? (classifier = await loadEvalClassifier(hooks))
-      : undefined;
+    // Loaded at the first evaluation: training it on first use takes minutes.
+    let evalClassifier: ImageClassifier | undefined = hooks.classifier;
     const batch = options.batchSize;
     const pixels = IMAGE_SIZE * IMAGE_SIZE;
     const realBuffers = domains.map(() => new Float32Array(batch * pixels));
@@ -390,7 +389,8 @@ export async function train(
       intervalSteps++;
 
       let evaluation: EvalReport | undefined;
-      if (evalClassifier && step % options.evalEvery === 0) {
+      if (options.evalEvery > 0 && step % options.evalEvery === 0) {
+        evalClassifier ??= classifier = await loadEvalClassifier(hooks);
         evaluation = await evaluateModel(
           model,
           options.transform,

@@ -194,7 +194,18 @@ Deno.test("train.ts --help lists every flag", async () => {
 Deno.test("train.ts writes a checkpoint and exits 0 on Ctrl-C", async () => {
   const out = await Deno.makeTempDir();
   const { code, stdout } = await runScript(
-    ["--arch", "seed", "--steps", "100000", "--out", out, "--kernel", "wasm"],
+    [
+      "--arch",
+      "seed",
+      "--steps",
+      "100000",
+      "--out",
+      out,
+      "--kernel",
+      "wasm",
+      "--eval-every",
+      "0",
+    ],
     6000,
   );
   assert.equal(code, 0, stdout);
