@@ -18,6 +18,21 @@ import { useBackend, versions } from "./backend.ts";
 import { findCheckpoint, loadCheckpoint } from "./checkpoint.ts";
 import type { DomainInfo } from "./data.ts";
 import { InputError, OptionError } from "./errors.ts";
+import {
+  EXPORT_FORMAT,
+  EXPORT_MANIFEST_FILE,
+  EXPORT_VERSION,
+  METADATA_PREFIX,
+  PAIR_FILE,
+} from "./export_format.ts";
+
+export {
+  EXPORT_FORMAT,
+  EXPORT_MANIFEST_FILE,
+  EXPORT_VERSION,
+  METADATA_PREFIX,
+  PAIR_FILE,
+};
 import { replaceDir, sha256Hex, writeSynced } from "./files.ts";
 import { disposeModel, generate, modelFromCheckpoint } from "./model.ts";
 import {
@@ -32,18 +47,8 @@ import {
 import type { BackendName, TrainOptions } from "./options.ts";
 import { Rng } from "./rng.ts";
 
-/** Format tag of an export's `manifest.json`. */
-export const EXPORT_FORMAT = "cogan-export";
-/** Version of the export format this code writes. */
-export const EXPORT_VERSION = 1;
-/** File holding every domain's generator with one shared pass. */
-export const PAIR_FILE = "pair.onnx";
-/** File describing an export. */
-export const EXPORT_MANIFEST_FILE = "manifest.json";
 /** Largest difference allowed between ONNX Runtime and tfjs outputs. */
 export const EXPORT_TOLERANCE = 1e-5;
-/** Prefix of every `metadata_props` key the export writes. */
-export const METADATA_PREFIX = "cogan.";
 
 /** File of one domain's generator: `mnist-rot90.onnx`. */
 export function domainFile(domain: string): string {

@@ -17,8 +17,15 @@ import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ModelProtoSchema } from "onnx-buf";
-import { sha256Hex } from "./checkpoint.ts";
 import { InputError, OptionError } from "./errors.ts";
+import {
+  EXPORT_FORMAT,
+  EXPORT_VERSION,
+  LATENT_INPUT,
+  METADATA_PREFIX,
+  PAIR_FILE,
+} from "./export_format.ts";
+import { sha256Hex } from "./files.ts";
 import { NpyWriter, readNpy } from "./npy.ts";
 import { encodePng, pairGrid } from "./png.ts";
 import { Rng } from "./rng.ts";
@@ -31,22 +38,6 @@ export type ExecutionProviderChoice = typeof EXECUTION_PROVIDERS[number];
 
 /** An execution provider a session actually runs on. */
 export type ExecutionProvider = Exclude<ExecutionProviderChoice, "auto">;
-
-// NOTE: the four names below are lib/onnx.ts's and lib/export.ts's (a test
-// holds them equal); they are repeated so that inference does not load
-// tfjs, which lib/export.ts imports.
-
-/** Name of the latent input of every exported graph. */
-export const LATENT_INPUT = "z";
-
-/** File name of the all-domains graph in an export folder. */
-export const PAIR_MODEL = "pair.onnx";
-
-/** Format tag of an export's `manifest.json`. */
-export const EXPORT_FORMAT = "cogan-export";
-
-/** Version of the export format this code reads. */
-export const EXPORT_VERSION = 1;
 
 /** The onnxruntime-node version pinned in deno.json. */
 const ORT_PACKAGE = "npm:onnxruntime-node@1.30.0";
@@ -172,13 +163,13 @@ async function describeFolder(
     );
   }
 
-  const onnxPath = join(folder, PAIR_MODEL);
+  const onnxPath = join(folder, PAIR_FILE);
   const bytes = await readModelFile(onnxPath, folder);
   const entry = (manifest.files as Record<string, unknown> | undefined)
-    ?.[PAIR_MODEL] as { bytes?: number; sha256?: string } | undefined;
+    ?.[PAIR_FILE] as { bytes?: number; sha256?: string } | undefined;
   if (entry?.bytes !== undefined && entry.bytes !== bytes.length) {
     throw fail(
-      `${PAIR_MODEL} must have ${entry.bytes} bytes: current size is ${bytes.length} (truncated?)`,
+      `${PAIR_FILE} must have ${entry.bytes} bytes: current size is ${bytes.length} (truncated?)`,
     );
   }
   if (
@@ -186,7 +177,7 @@ async function describeFolder(
     entry.sha256 !== await sha256Hex(new Uint8Array(bytes))
   ) {
     throw fail(
-      `${PAIR_MODEL} does not match the SHA-256 in manifest.json (corrupt?)`,
+      `${PAIR_FILE} does not match the SHA-256 in manifest.json (corrupt?)`,
     );
   }
   return {
@@ -228,10 +219,10 @@ async function describeFile(
   };
   // A per-domain file outputs one domain of the run's; cogan.outputs says
   // which, cogan.domains lists them all.
-  const domains = domainNames(json("cogan.outputs")) ??
-    domainNames(json("cogan.domains"));
-  const latentDim = Number(metadata.get("cogan.latentDim"));
-  const imageShape = json("cogan.imageShape") ?? [1, 28, 28];
+  const domains = domainNames(json(`${METADATA_PREFIX}outputs`)) ??
+    domainNames(json(`${METADATA_PREFIX}domains`));
+  const latentDim = Number(metadata.get(`${METADATA_PREFIX}latentDim`));
+  const imageShape = json(`${METADATA_PREFIX}imageShape`) ?? [1, 28, 28];
   if (!domains || !Number.isSafeInteger(latentDim) || !isShape(imageShape)) {
     throw fail(
       "its metadata_props lack cogan.domains and cogan.latentDim; was it made by deno task export?",

@@ -35,13 +35,14 @@ import {
 } from "./arch.ts";
 import type { Checkpoint } from "./checkpoint.ts";
 import { InputError } from "./errors.ts";
+import { LATENT_INPUT } from "./export_format.ts";
+
+export { LATENT_INPUT };
 
 /** ONNX IR version of the files we write. */
 export const ONNX_IR_VERSION = 8;
 /** Opset version of the default ONNX domain the graphs use. */
 export const ONNX_OPSET = 17;
-/** Name of the graph input holding the latents. */
-export const LATENT_INPUT = "z";
 /** Symbolic name of the batch dimension of inputs and outputs. */
 export const BATCH_DIM = "batch";
 /** Shape of one generated image: channels, height, width. */

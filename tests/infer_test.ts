@@ -11,13 +11,9 @@ import { domainInfos } from "../lib/data.ts";
 import { InputError, OptionError } from "../lib/errors.ts";
 import * as exporter from "../lib/export.ts";
 import {
-  EXPORT_FORMAT,
-  EXPORT_VERSION,
   interpolateLatents,
-  LATENT_INPUT,
   LatentStream,
   openPairGenerator,
-  PAIR_MODEL,
   runInference,
   seededLatents,
   slerp,
@@ -30,7 +26,6 @@ import {
   generate,
 } from "../lib/model.ts";
 import { npyHeader, parseNpy, readNpy, writeNpy } from "../lib/npy.ts";
-import * as onnxFormat from "../lib/onnx.ts";
 import { resolveTrainOptions } from "../lib/options.ts";
 import { pairGrid } from "../lib/png.ts";
 import { Rng } from "../lib/rng.ts";
@@ -404,13 +399,6 @@ Deno.test("pairs from an exportRun() export equal the tfjs generators' for the s
     await pair.dispose();
     await rot.dispose();
   }
-});
-
-Deno.test("lib/infer.ts reads the names lib/export.ts writes", () => {
-  assert.equal(EXPORT_FORMAT, exporter.EXPORT_FORMAT);
-  assert.equal(EXPORT_VERSION, exporter.EXPORT_VERSION);
-  assert.equal(PAIR_MODEL, exporter.PAIR_FILE);
-  assert.equal(LATENT_INPUT, onnxFormat.LATENT_INPUT);
 });
 
 Deno.test("openPairGenerator() with domains fetches only those outputs", async () => {
