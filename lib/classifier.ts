@@ -24,6 +24,7 @@ import {
   float32ToBytes,
   sha256Hex,
   verifyWeights,
+  writeFileAtomic,
 } from "./files.ts";
 import { loadMnist, type MnistSplit } from "./mnist.ts";
 import { freeingTemporaries } from "./model.ts";
@@ -437,12 +438,6 @@ export async function trainClassifier(
   return { classifier, seconds };
 }
 
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID()}`;
-  await Deno.writeFile(tmp, bytes);
-  await Deno.rename(tmp, path);
-}
-
 /** Writes `classifier` to `cacheDir` (weights first, then the manifest). */
 export async function saveClassifier(
   classifier: Classifier,
@@ -476,8 +471,8 @@ export async function saveClassifier(
   await Deno.mkdir(cacheDir, { recursive: true });
   // The manifest goes last: a crash in between leaves a manifest whose hash
   // does not match, which the loader rejects.
-  await writeAtomic(join(cacheDir, "weights.bin"), bytes);
-  await writeAtomic(
+  await writeFileAtomic(join(cacheDir, "weights.bin"), bytes);
+  await writeFileAtomic(
     join(cacheDir, "manifest.json"),
     new TextEncoder().encode(JSON.stringify(manifest, null, 1) + "\n"),
   );

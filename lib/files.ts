@@ -32,6 +32,16 @@ export async function writeSynced(
   await file.sync();
 }
 
+/** Writes `path` under a temporary name, then renames it into place. */
+export async function writeFileAtomic(
+  path: string,
+  bytes: Uint8Array,
+): Promise<void> {
+  const tmp = `${path}.tmp-${crypto.randomUUID()}`;
+  await Deno.writeFile(tmp, bytes);
+  await Deno.rename(tmp, path);
+}
+
 /**
  * Renames folder `from` to `to`, replacing a folder already at `to`; if the
  * rename fails, the old folder is put back.

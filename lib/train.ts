@@ -25,6 +25,7 @@ import { Batcher, domainInfos, makeDomains } from "./data.ts";
 import { InputError, OptionError } from "./errors.ts";
 import { type Classifier, loadOrTrainClassifier } from "./classifier.ts";
 import { evaluateModel } from "./evaluate.ts";
+import { writeFileAtomic } from "./files.ts";
 import { useMatMulKernel } from "./kernels.ts";
 import type { EvalReport, ImageClassifier } from "./metrics.ts";
 import { loadMnist } from "./mnist.ts";
@@ -167,12 +168,6 @@ function tensorsOf(
   ]);
 }
 
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID()}`;
-  await Deno.writeFile(tmp, bytes);
-  await Deno.rename(tmp, path);
-}
-
 /** Writes the sample grid for `step` from the run's fixed latents. */
 async function writeSample(
   model: CoupledModel,
@@ -190,7 +185,7 @@ async function writeSample(
     "samples",
     `step-${String(step).padStart(6, "0")}.png`,
   );
-  await writeAtomic(
+  await writeFileAtomic(
     path,
     encodePng(pairGrid(arrays, SAMPLE_PAIRS, IMAGE_SIZE)),
   );
@@ -302,7 +297,7 @@ export async function train(
     }
 
     await Deno.mkdir(join(runDir, "samples"), { recursive: true });
-    await writeAtomic(
+    await writeFileAtomic(
       join(runDir, "config.json"),
       new TextEncoder().encode(
         JSON.stringify(
