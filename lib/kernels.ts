@@ -57,9 +57,12 @@ const SGEMM_SYMBOLS = {
   openblas_get_config: { parameters: [], result: "pointer" },
 } as const;
 
-const ROW_MAJOR = 101;
-const NO_TRANS = 111;
-const TRANS = 112;
+/** CBLAS's row-major layout. */
+export const ROW_MAJOR = 101;
+/** CBLAS: use the operand as it is. */
+export const NO_TRANS = 111;
+/** CBLAS: use the operand transposed. */
+export const TRANS = 112;
 
 type Sgemm = Deno.DynamicLibrary<typeof SGEMM_SYMBOLS>;
 
@@ -194,6 +197,16 @@ function blasKernel(original: KernelFunc, library: Sgemm): KernelFunc {
     );
     return out;
   };
+}
+
+/** The matmul kernel {@linkcode useMatMulKernel} last installed. */
+export function installedMatMulKernel(): Exclude<MatMulKernel, "auto"> {
+  return installed;
+}
+
+/** `cblas_sgemm` of OpenBLAS; throws with the reason when it cannot open. */
+export function blasSgemm(): Sgemm["symbols"]["cblas_sgemm"] {
+  return openBlas().library.symbols.cblas_sgemm;
 }
 
 /** Whether OpenBLAS can be opened here (needs `--allow-ffi`). */

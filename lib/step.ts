@@ -13,6 +13,8 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { Adam, type AdamConfig } from "./adam.ts";
+import { denseOps } from "./dense_kernels.ts";
+import { fastTrainStep } from "./fast_step.ts";
 import {
   type BatchStats,
   type CoupledModel,
@@ -149,10 +151,21 @@ export function generatorGrads(
 }
 
 /**
+ * How a step computes its gradients: `fast`, the backward pass written out
+ * by hand (`lib/fast_step.ts`), or `tape`, tfjs's gradient tape
+ * (`tf.variableGrads`), the reference the fast one is tested against.
+ */
+export const STEP_METHODS = ["fast", "tape"] as const;
+
+/** One of {@linkcode STEP_METHODS}. */
+export type StepMethod = typeof STEP_METHODS[number];
+
+/**
  * Runs one step. `reals[d]` is a [batch, 784] batch of domain `d`, `z` is
  * [batch, latentDim]. The step's statistics ([domains * 4], ordered as
  * {@linkcode STEP_STATS} for domain 0, then domain 1, ...) are added to
- * `stats` without reading anything back to the host.
+ * `stats` without reading anything back to the host. Both methods give the
+ * same result within float rounding (tested); `fast` is the default.
  */
 export function trainStep(
   model: CoupledModel,
@@ -160,7 +173,12 @@ export function trainStep(
   reals: tf.Tensor2D[],
   z: tf.Tensor2D,
   stats: tf.Variable,
+  method: StepMethod = "fast",
 ): void {
+  if (method === "fast") {
+    fastTrainStep(model, optimisers, reals, z, stats, denseOps());
+    return;
+  }
   tf.tidy(() => {
     // Fakes as the generator makes them in training: batch statistics.
     const fakeStats: BatchStats[] = [];
