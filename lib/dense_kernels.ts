@@ -28,6 +28,7 @@ import {
 interface HeapBackend {
   makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  disposeData(dataId: object): boolean;
 }
 
 interface KernelArgs {
@@ -36,23 +37,39 @@ interface KernelArgs {
   attrs: Record<string, unknown>;
 }
 
-/** Applies `activation` in place. */
-function activateInPlace(y: Float32Array, activation: Activation): void {
+/**
+ * Applies `activation` to `y`, in place for the piecewise-linear ones. Sigmoid
+ * and tanh go to the backend's own kernels: a loop over `Math.exp` in
+ * TypeScript is ten times slower than their SIMD code.
+ */
+function activate(
+  y: tf.TensorInfo,
+  activation: Activation,
+  backend: HeapBackend,
+): tf.TensorInfo {
+  const stock = (name: string) => {
+    const out = tf.getKernel(name, "wasm")!.kernelFunc({
+      inputs: { x: y },
+      backend: backend as unknown as tf.KernelBackend,
+      attrs: {},
+    }) as tf.TensorInfo;
+    backend.disposeData(y.dataId);
+    return out;
+  };
+  const v = backend.typedArrayFromHeap(y);
   switch (activation) {
     case "linear":
-      return;
+      return y;
     case "relu":
-      for (let i = 0; i < y.length; i++) if (y[i] < 0) y[i] = 0;
-      return;
+      for (let i = 0; i < v.length; i++) if (v[i] < 0) v[i] = 0;
+      return y;
     case "leaky_relu":
-      for (let i = 0; i < y.length; i++) if (y[i] < 0) y[i] *= LEAKY_SLOPE;
-      return;
+      for (let i = 0; i < v.length; i++) if (v[i] < 0) v[i] *= LEAKY_SLOPE;
+      return y;
     case "tanh":
-      for (let i = 0; i < y.length; i++) y[i] = Math.tanh(y[i]);
-      return;
+      return stock("Tanh");
     case "sigmoid":
-      for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]));
-      return;
+      return stock("Sigmoid");
   }
 }
 
@@ -152,7 +169,7 @@ function denseForward({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
       }
     }
   }
-  activateInPlace(a, activation);
+  outputs[0] = activate(outputs[0], activation, backend);
   return outputs;
 }
 
