@@ -33,9 +33,10 @@ import {
 
 const HELP = `Usage: deno task bench [flags]
 
-Measures, side by side in one run: training steps/s of each matmul kernel
-against the PyTorch peer (bench/torch_peer.py, when /usr/bin/python3 has
-torch), memory over a long run, and ONNX Runtime inference pairs/s.
+Measures, side by side in one run: training steps/s of the tape step and the
+fast step on each matmul kernel against the PyTorch peer (bench/torch_peer.py,
+when /usr/bin/python3 has torch), memory over a long run, and ONNX Runtime
+inference pairs/s.
 
 Flags:
   --quick             short rounds: a smoke test, not a measurement

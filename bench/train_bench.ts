@@ -1,10 +1,10 @@
 /**
  * Training speed of cogan-deno against PyTorch, measured side by side.
  *
- * Each variant of our step (stock tfjs kernels, our wasm kernels, OpenBLAS
- * through FFI) and the PyTorch peer (`bench/torch_peer.py`) run in turns,
- * several rounds each, so that a noisy machine slows them alike; each
- * figure is the median of its rounds.
+ * Each variant of our step (the tape step and the fast step, each on pure
+ * tfjs kernels or on OpenBLAS through FFI) and the PyTorch peer
+ * (`bench/torch_peer.py`) run in turns, several rounds each, so that a
+ * noisy machine slows them alike; each figure is the median of its rounds.
  *
  * @module
  */
@@ -18,20 +18,31 @@ import { type MatMulKernel, useMatMulKernel } from "../lib/kernels.ts";
 import { mnistDataDir } from "../lib/mnist.ts";
 import { createModel, disposeModel } from "../lib/model.ts";
 import { Rng } from "../lib/rng.ts";
-import { createOptimisers, disposeOptimisers, trainStep } from "../lib/step.ts";
+import {
+  createOptimisers,
+  disposeOptimisers,
+  type StepMethod,
+  trainStep,
+} from "../lib/step.ts";
 
 /** One way of running our training step. */
 export interface StepVariant {
   name: string;
+  method: StepMethod;
   kernel: Exclude<MatMulKernel, "auto">;
   fusedAdam: boolean;
 }
 
-/** The variants, from stock tfjs to the fastest path. */
+/**
+ * The variants, from stock tfjs to the fastest path: the tape step (the
+ * reference) on the stock kernels and on OpenBLAS, then the fast step on
+ * pure tfjs (our wasm matmul kernel) and on OpenBLAS (the default).
+ */
 export const STEP_VARIANTS: StepVariant[] = [
-  { name: "tfjs stock", kernel: "tfjs", fusedAdam: false },
-  { name: "wasm (ours)", kernel: "wasm", fusedAdam: true },
-  { name: "blas (ours)", kernel: "blas", fusedAdam: true },
+  { name: "tape stock", method: "tape", kernel: "tfjs", fusedAdam: false },
+  { name: "tape blas", method: "tape", kernel: "blas", fusedAdam: true },
+  { name: "fast wasm", method: "fast", kernel: "wasm", fusedAdam: true },
+  { name: "fast blas", method: "fast", kernel: "blas", fusedAdam: true },
 ];
 
 /** Steps per second of one variant for `seconds`, after a warm-up. */
@@ -59,7 +70,7 @@ export function measureSteps(
         tf.tensor2d(b.next(buffers[i]), [batch, 784])
       );
       const latents = tf.tensor2d(rng.fillNormal(z), [batch, arch.latentDim]);
-      trainStep(model, optimisers, reals, latents, stats);
+      trainStep(model, optimisers, reals, latents, stats, variant.method);
     });
   try {
     for (let i = 0; i < 3; i++) step();
