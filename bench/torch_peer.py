@@ -2,7 +2,8 @@
 
 Same algorithm as lib/step.ts: one z batch for both domains; discriminator
 loss = sum over domains of BCE on logits for real and (detached) generated
-images; then the non-saturating generator loss with the same z; shared
+images; then the non-saturating generator loss on the same generated images
+(one generator pass serves both, as in lib/fast_step.ts); shared
 gradients divided by the number of domains; Adam (PyTorch's). The network
 comes from an ArchSpec JSON written by bench/main.ts.
 
@@ -93,31 +94,25 @@ def main():
     def step():
         reals = [r[torch.randint(0, len(r), (batch,))] for r in reals_all]
         z = torch.randn(batch, arch["latentDim"])
-        # Like lib/step.ts: the fakes come from a training-mode forward pass
-        # whose statistics are not kept; the generator step's pass updates
-        # the moving averages.
-        with torch.no_grad():
-            momenta = [m.momentum for m in bn_layers]
-            for m in bn_layers:
-                m.momentum = 0.0
-            fakes = generate(z)
-            for m, momentum in zip(bn_layers, momenta):
-                m.momentum = momentum
+        # Like lib/fast_step.ts: one training-mode generator pass (it updates
+        # the moving averages once) serves both updates; the discriminator
+        # sees its images detached.
+        images = generate(z)
         d_loss = 0
         for i in range(2):
             real_logits = discriminate(i, reals[i])
-            fake_logits = discriminate(i, fakes[i])
+            fake_logits = discriminate(i, images[i].detach())
             d_loss = d_loss + F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         for p in d_shared.parameters():
             p.grad /= 2
         d_opt.step()
-        images = generate(z)
-        g_loss = sum(F.softplus(-discriminate(i, images[i])).mean() for i in range(2))
-        g_opt.zero_grad(set_to_none=True)
+        # Frozen before the pass, so autograd skips their weight gradients.
         for p in d_params:
             p.requires_grad_(False)
+        g_loss = sum(F.softplus(-discriminate(i, images[i])).mean() for i in range(2))
+        g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         for p in d_params:
             p.requires_grad_(True)
