@@ -9,7 +9,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { adamSimd } from "./adam_simd.ts";
+import { adamSimd } from "./simd.ts";
 
 /**
  * Floor of the second-moment estimate. Where a gradient stays zero (MNIST's
@@ -28,7 +28,7 @@ export interface AdamConfig {
   epsilon?: number;
   /**
    * On the wasm backend, update each parameter in one pass over the heap
-   * (WebAssembly SIMD, `lib/adam_simd.ts`) instead of fourteen tfjs kernels
+   * (WebAssembly SIMD, `lib/simd.ts`) instead of fourteen tfjs kernels
    * (several times faster; equal within float32 rounding, see the tests).
    * Default: true.
    */

@@ -16,8 +16,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { type Activation, BN_EPSILON, LEAKY_SLOPE } from "./arch.ts";
 import { type DenseOps, type LayerTrace, OPS_DENSE } from "./dense_grad.ts";
+import { activateSimd, activationGradSimd } from "./simd.ts";
 import {
   blasSgemm,
+  blasSgemv,
   installedMatMulKernel,
   NO_TRANS,
   ROW_MAJOR,
@@ -29,6 +31,12 @@ interface HeapBackend {
   makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
   disposeData(dataId: object): boolean;
+  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+  wasm: { asm: { memory: WebAssembly.Memory } };
+}
+
+function offset(backend: HeapBackend, t: tf.TensorInfo): number {
+  return backend.dataIdMap.get(t.dataId).memoryOffset;
 }
 
 interface KernelArgs {
@@ -38,68 +46,92 @@ interface KernelArgs {
 }
 
 /**
- * Applies `activation` to `y`, in place for the piecewise-linear ones. Sigmoid
- * and tanh go to the backend's own kernels: a loop over `Math.exp` in
- * TypeScript is ten times slower than their SIMD code.
+ * Applies `activation` to `y`: in place for the piecewise-linear ones
+ * (WebAssembly SIMD, `lib/simd.ts`); sigmoid and tanh go to the backend's
+ * own kernels, as a loop over `Math.exp` in TypeScript is ten times slower.
  */
 function activate(
   y: tf.TensorInfo,
   activation: Activation,
   backend: HeapBackend,
 ): tf.TensorInfo {
-  const stock = (name: string) => {
-    const out = tf.getKernel(name, "wasm")!.kernelFunc({
+  if (activation === "linear") return y;
+  if (activation === "sigmoid" || activation === "tanh") {
+    const out = tf.getKernel(STOCK[activation], "wasm")!.kernelFunc({
       inputs: { x: y },
       backend: backend as unknown as tf.KernelBackend,
       attrs: {},
     }) as tf.TensorInfo;
     backend.disposeData(y.dataId);
     return out;
-  };
+  }
   const v = backend.typedArrayFromHeap(y);
-  switch (activation) {
-    case "linear":
-      return y;
-    case "relu":
-      for (let i = 0; i < v.length; i++) if (v[i] < 0) v[i] = 0;
-      return y;
-    case "leaky_relu":
-      for (let i = 0; i < v.length; i++) if (v[i] < 0) v[i] *= LEAKY_SLOPE;
-      return y;
-    case "tanh":
-      return stock("Tanh");
-    case "sigmoid":
-      return stock("Sigmoid");
+  const lanes = v.length - v.length % 4;
+  activateSimd(backend.wasm.asm.memory, activation, offset(backend, y), lanes);
+  for (let i = lanes; i < v.length; i++) {
+    if (v[i] < 0) v[i] *= activation === "relu" ? 0 : LEAKY_SLOPE;
+  }
+  return y;
+}
+
+const STOCK = { sigmoid: "Sigmoid", tanh: "Tanh" } as const;
+
+/**
+ * Writes `dA * act'` into `out`, from the activation's output `a`; all
+ * three are heap tensors of one size.
+ */
+function activationGrad(
+  backend: HeapBackend,
+  out: tf.TensorInfo,
+  dA: tf.TensorInfo,
+  a: tf.TensorInfo,
+  activation: Activation,
+): void {
+  const o = backend.typedArrayFromHeap(out);
+  const d = backend.typedArrayFromHeap(dA);
+  if (activation === "linear") {
+    o.set(d);
+    return;
+  }
+  const lanes = o.length - o.length % 4;
+  activationGradSimd(
+    backend.wasm.asm.memory,
+    activation,
+    offset(backend, dA),
+    offset(backend, a),
+    offset(backend, out),
+    lanes,
+  );
+  const y = backend.typedArrayFromHeap(a);
+  for (let i = lanes; i < o.length; i++) {
+    switch (activation) {
+      case "relu":
+        o[i] = y[i] > 0 ? d[i] : 0;
+        break;
+      case "leaky_relu":
+        o[i] = y[i] > 0 ? d[i] : d[i] * LEAKY_SLOPE;
+        break;
+      case "tanh":
+        o[i] = d[i] * (1 - y[i] * y[i]);
+        break;
+      case "sigmoid":
+        o[i] = d[i] * y[i] * (1 - y[i]);
+        break;
+    }
   }
 }
 
-/** `out[i] = dA[i] * act'` where the activation's output is `a[i]`. */
-function activationGrad(
+let ones = new Float32Array(0);
+
+/** Column sums of `dZ` ([rows, units]) into `out` ([units]). */
+function columnSums(
+  dZ: Float32Array,
+  rows: number,
+  units: number,
   out: Float32Array,
-  dA: Float32Array,
-  a: Float32Array,
-  activation: Activation,
 ): void {
-  const n = dA.length;
-  switch (activation) {
-    case "linear":
-      out.set(dA.subarray(0, n));
-      return;
-    case "relu":
-      for (let i = 0; i < n; i++) out[i] = a[i] > 0 ? dA[i] : 0;
-      return;
-    case "leaky_relu":
-      for (let i = 0; i < n; i++) {
-        out[i] = a[i] > 0 ? dA[i] : dA[i] * LEAKY_SLOPE;
-      }
-      return;
-    case "tanh":
-      for (let i = 0; i < n; i++) out[i] = dA[i] * (1 - a[i] * a[i]);
-      return;
-    case "sigmoid":
-      for (let i = 0; i < n; i++) out[i] = dA[i] * a[i] * (1 - a[i]);
-      return;
-  }
+  if (ones.length < rows) ones = new Float32Array(rows).fill(1);
+  blasSgemv()(ROW_MAJOR, TRANS, rows, units, 1, dZ, units, ones, 1, 0, out, 1);
 }
 
 /**
@@ -173,8 +205,6 @@ function denseForward({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
   return outputs;
 }
 
-let scratch = new Float32Array(0);
-
 /**
  * Inputs `dA`, `a` (the layer's output), `x`, `kernel`, and with
  * `batchNorm` `xhat`, `invStd`, `gamma`. Outputs, in order: `dX` when
@@ -202,17 +232,13 @@ function denseBackward(
       );
     }
   }
+  const dZInfo = backend.makeOutput([n, units], "float32");
+  activationGrad(backend, dZInfo, dA, a, activation);
+  // Views are taken after the allocations, which may grow the heap.
   const views = outputs.map((t) => backend.typedArrayFromHeap(t));
   const dX = attrs.input ? views.shift() : undefined;
   const [dW, db, dGamma, dBeta] = views;
-  if (scratch.length < n * units) scratch = new Float32Array(n * units);
-  const dZ = scratch.subarray(0, n * units);
-  activationGrad(
-    dZ,
-    backend.typedArrayFromHeap(dA),
-    backend.typedArrayFromHeap(a),
-    activation,
-  );
+  const dZ = backend.typedArrayFromHeap(dZInfo);
   if (norm) {
     const xh = backend.typedArrayFromHeap(xhat);
     const inv = backend.typedArrayFromHeap(invStd);
@@ -238,11 +264,7 @@ function denseBackward(
   }
   const sgemm = blasSgemm();
   if (dW) {
-    const colSum = new Float64Array(units);
-    for (let r = 0; r < n; r++) {
-      for (let c = 0, i = r * units; c < units; c++, i++) colSum[c] += dZ[i];
-    }
-    db.set(colSum);
+    columnSums(dZ, n, units, db);
     sgemm(
       ROW_MAJOR,
       TRANS,
@@ -278,6 +300,7 @@ function denseBackward(
       fanIn,
     );
   }
+  backend.disposeData(dZInfo.dataId);
   return outputs;
 }
 

@@ -34,7 +34,7 @@ export const BLAS_LIBRARIES = [
   "libopenblas.dylib",
 ];
 
-const SGEMM_SYMBOLS = {
+const BLAS_SYMBOLS = {
   cblas_sgemm: {
     parameters: [
       "i32", // layout
@@ -54,6 +54,23 @@ const SGEMM_SYMBOLS = {
     ],
     result: "void",
   },
+  cblas_sgemv: {
+    parameters: [
+      "i32", // layout
+      "i32", // trans
+      "i32", // m
+      "i32", // n
+      "f32", // alpha
+      "buffer", // a
+      "i32", // lda
+      "buffer", // x
+      "i32", // incx
+      "f32", // beta
+      "buffer", // y
+      "i32", // incy
+    ],
+    result: "void",
+  },
   openblas_get_config: { parameters: [], result: "pointer" },
 } as const;
 
@@ -64,20 +81,20 @@ export const NO_TRANS = 111;
 /** CBLAS: use the operand transposed. */
 export const TRANS = 112;
 
-type Sgemm = Deno.DynamicLibrary<typeof SGEMM_SYMBOLS>;
+type Blas = Deno.DynamicLibrary<typeof BLAS_SYMBOLS>;
 
-let blas: { library: Sgemm; path: string; config: string } | undefined;
+let blas: { library: Blas; path: string; config: string } | undefined;
 
 /**
  * Opens OpenBLAS through FFI, or explains why it cannot. Returns the
  * library and its build configuration string.
  */
-function openBlas(): { library: Sgemm; path: string; config: string } {
+function openBlas(): { library: Blas; path: string; config: string } {
   if (blas) return blas;
   const reasons: string[] = [];
   for (const path of BLAS_LIBRARIES) {
     try {
-      const library = Deno.dlopen(path, SGEMM_SYMBOLS);
+      const library = Deno.dlopen(path, BLAS_SYMBOLS);
       const pointer = library.symbols.openblas_get_config();
       const config = pointer
         ? new Deno.UnsafePointerView(pointer).getCString()
@@ -152,7 +169,7 @@ function explicitTransposeKernel(original: KernelFunc): KernelFunc {
 }
 
 /** `cblas_sgemm` on the wasm heap; other ranks go to the stock kernel. */
-function blasKernel(original: KernelFunc, library: Sgemm): KernelFunc {
+function blasKernel(original: KernelFunc, library: Blas): KernelFunc {
   return (args) => {
     const { a, b } = args.inputs;
     const { transposeA, transposeB } = args.attrs;
@@ -205,8 +222,13 @@ export function installedMatMulKernel(): Exclude<MatMulKernel, "auto"> {
 }
 
 /** `cblas_sgemm` of OpenBLAS; throws with the reason when it cannot open. */
-export function blasSgemm(): Sgemm["symbols"]["cblas_sgemm"] {
+export function blasSgemm(): Blas["symbols"]["cblas_sgemm"] {
   return openBlas().library.symbols.cblas_sgemm;
+}
+
+/** `cblas_sgemv` of OpenBLAS; throws with the reason when it cannot open. */
+export function blasSgemv(): Blas["symbols"]["cblas_sgemv"] {
+  return openBlas().library.symbols.cblas_sgemv;
 }
 
 /** Whether OpenBLAS can be opened here (needs `--allow-ffi`). */
