@@ -14,7 +14,11 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ArchSpec } from "../lib/arch.ts";
 import { Batcher, type Domain } from "../lib/data.ts";
-import { type MatMulKernel, useMatMulKernel } from "../lib/kernels.ts";
+import {
+  type MatMulKernel,
+  setBlasThreads,
+  useMatMulKernel,
+} from "../lib/kernels.ts";
 import { mnistDataDir } from "../lib/mnist.ts";
 import { createModel, disposeModel } from "../lib/model.ts";
 import { Rng } from "../lib/rng.ts";
@@ -31,18 +35,28 @@ export interface StepVariant {
   method: StepMethod;
   kernel: Exclude<MatMulKernel, "auto">;
   fusedAdam: boolean;
+  /** OpenBLAS threads; default: every core. */
+  blasThreads?: number;
 }
 
 /**
  * The variants, from stock tfjs to the fastest path: the tape step (the
  * reference) on the stock kernels and on OpenBLAS, then the fast step on
- * pure tfjs (our wasm matmul kernel) and on OpenBLAS (the default).
+ * pure tfjs (our wasm matmul kernel) and on OpenBLAS on every core and on
+ * one (`deno task train`'s default, see `TRAIN_BLAS_THREADS`).
  */
 export const STEP_VARIANTS: StepVariant[] = [
   { name: "tape stock", method: "tape", kernel: "tfjs", fusedAdam: false },
   { name: "tape blas", method: "tape", kernel: "blas", fusedAdam: true },
   { name: "fast wasm", method: "fast", kernel: "wasm", fusedAdam: true },
-  { name: "fast blas", method: "fast", kernel: "blas", fusedAdam: true },
+  { name: "fast blasN", method: "fast", kernel: "blas", fusedAdam: true },
+  {
+    name: "fast blas1",
+    method: "fast",
+    kernel: "blas",
+    fusedAdam: true,
+    blasThreads: 1,
+  },
 ];
 
 /** Steps per second of one variant for `seconds`, after a warm-up. */
@@ -54,6 +68,9 @@ export function measureSteps(
   seconds: number,
 ): number {
   useMatMulKernel(variant.kernel);
+  const threads = variant.kernel === "blas"
+    ? setBlasThreads(variant.blasThreads ?? navigator.hardwareConcurrency)
+    : undefined;
   const model = createModel(arch, domains.map((d) => d.name), 0);
   const optimisers = createOptimisers(model, {
     ...arch,
@@ -87,6 +104,7 @@ export function measureSteps(
     disposeModel(model);
     disposeOptimisers(optimisers);
     stats.dispose();
+    if (threads !== undefined) setBlasThreads(threads);
   }
 }
 

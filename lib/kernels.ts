@@ -72,6 +72,8 @@ const BLAS_SYMBOLS = {
     result: "void",
   },
   openblas_get_config: { parameters: [], result: "pointer" },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void" },
+  openblas_get_num_threads: { parameters: [], result: "i32" },
 } as const;
 
 /** CBLAS's row-major layout. */
@@ -229,6 +231,17 @@ export function blasSgemm(): Blas["symbols"]["cblas_sgemm"] {
 /** `cblas_sgemv` of OpenBLAS; throws with the reason when it cannot open. */
 export function blasSgemv(): Blas["symbols"]["cblas_sgemv"] {
   return openBlas().library.symbols.cblas_sgemv;
+}
+
+/**
+ * Threads OpenBLAS uses from now on (its default: `OPENBLAS_NUM_THREADS`,
+ * else every core). Returns the number in use before.
+ */
+export function setBlasThreads(threads: number): number {
+  const symbols = openBlas().library.symbols;
+  const before = symbols.openblas_get_num_threads();
+  symbols.openblas_set_num_threads(threads);
+  return before;
 }
 
 /** Whether OpenBLAS can be opened here (needs `--allow-ffi`). */

@@ -26,7 +26,7 @@ import { InputError, OptionError } from "./errors.ts";
 import { type Classifier, loadOrTrainClassifier } from "./classifier.ts";
 import { evaluateModel } from "./evaluate.ts";
 import { writeFileAtomic } from "./files.ts";
-import { useMatMulKernel } from "./kernels.ts";
+import { setBlasThreads, useMatMulKernel } from "./kernels.ts";
 import type { EvalReport, ImageClassifier } from "./metrics.ts";
 import { loadMnist } from "./mnist.ts";
 import {
@@ -54,6 +54,9 @@ import {
 
 /** Pairs measured by each `--eval-every` evaluation. */
 export const EVAL_PAIRS = 1000;
+
+/** OpenBLAS threads while training with the `blas` kernel. */
+export const TRAIN_BLAS_THREADS = 1;
 
 /** Pairs in each sample grid. */
 export const SAMPLE_PAIRS = 20;
@@ -269,6 +272,12 @@ export async function train(
     [SAMPLE_PAIRS, arch.latentDim],
   );
 
+  // One OpenBLAS thread: these matrices are small (at most 1024 wide), so
+  // a second thread costs more in synchronisation than it saves, and on a
+  // busy machine far more (`deno task bench` shows both).
+  const blasThreads = kernel === "blas"
+    ? setBlasThreads(TRAIN_BLAS_THREADS)
+    : undefined;
   let classifier: Classifier | undefined;
   try {
     let step = 0;
@@ -475,6 +484,7 @@ export async function train(
       metricsPath,
     };
   } finally {
+    if (blasThreads !== undefined) setBlasThreads(blasThreads);
     disposeModel(model);
     classifier?.dispose();
     disposeOptimisers(optimisers);
