@@ -1,10 +1,11 @@
 /**
  * A dense layer's training forward and backward passes as two registered
  * tfjs kernels on the wasm backend, `CoganDense` and `CoganDenseGrad`: the
- * matrix products go to OpenBLAS's `cblas_sgemm` through Deno's FFI, the
- * element-wise work (bias, batch normalisation, activation and their
- * gradients) runs in one loop over the wasm heap. A layer then costs one
- * kernel call each way instead of six to twenty.
+ * matrix products and column sums go to OpenBLAS (`cblas_sgemm`,
+ * `cblas_sgemv`) through Deno's FFI, the activations and their gradients to
+ * WebAssembly SIMD loops (`lib/simd.ts`) or the backend's own kernels, batch
+ * normalisation to loops over the wasm heap. A layer then costs one kernel
+ * call each way instead of six to twenty.
  *
  * Used when the wasm backend runs with the `blas` matmul kernel; elsewhere
  * {@linkcode denseOps} returns the plain-ops passes of `lib/dense_grad.ts`,

@@ -124,14 +124,14 @@ function averageShared(
   return out;
 }
 
-/** `[rows, 1]`: -1 on rows labelled real, 1 on rows labelled generated. */
-function signs(domains: number, batch: number, withFakes: boolean) {
-  const block = withFakes ? 2 * batch : batch;
-  const values = new Float32Array(domains * block).fill(-1);
-  if (withFakes) {
-    for (let d = 0; d < domains; d++) {
-      values.fill(1, d * block + batch, (d + 1) * block);
-    }
+/**
+ * `[domains * 2 * batch, 1]`: per domain, -1 on its `batch` real rows, then
+ * 1 on its `batch` generated rows.
+ */
+function realFakeSigns(domains: number, batch: number): tf.Tensor2D {
+  const values = new Float32Array(domains * 2 * batch).fill(-1);
+  for (let d = 0; d < domains; d++) {
+    values.fill(1, (2 * d + 1) * batch, (2 * d + 2) * batch);
   }
   return tf.tensor2d(values, [values.length, 1]);
 }
@@ -168,7 +168,7 @@ export function fastTrainStep(
       model,
       reals.map((r, d) => tf.concat([r, fakes[d]])),
     );
-    const dSigns = signs(domains, batch, true);
+    const dSigns = realFakeSigns(domains, batch);
     const dProb = tf.sigmoid(dTrace.logits);
     const dGrads = new Map<string, tf.Tensor>();
     discriminatorBackward(
