@@ -76,7 +76,8 @@ export function measureSteps(
     ...arch,
     fused: variant.fusedAdam,
   });
-  const stats = tf.variable(tf.zeros([domains.length * 4]));
+  // tidy frees the zeros; the variable keeps their buffer.
+  const stats = tf.tidy(() => tf.variable(tf.zeros([domains.length * 4])));
   const batchers = domains.map((d, i) => new Batcher(d, i));
   const rng = new Rng(1);
   const buffers = domains.map(() => new Float32Array(batch * 784));
