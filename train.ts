@@ -18,6 +18,7 @@ import {
 import { MATMUL_KERNELS } from "./lib/kernels.ts";
 import { BACKENDS } from "./lib/options.ts";
 import { type MetricsRecord, train } from "./lib/train.ts";
+import { STEP_METHODS } from "./lib/step.ts";
 import { TRANSFORMS } from "./lib/transforms.ts";
 
 const HELP = `Usage: deno task train [flags]
@@ -54,6 +55,11 @@ ${
   MATMUL_KERNELS.join(" | ")
 } (default: auto,
                          OpenBLAS through FFI where installed, else pure wasm)
+  --blas-threads N       OpenBLAS threads, 0 = its own choice, every core
+                         unless OPENBLAS_NUM_THREADS says (default: 0; 1 is
+                         faster when other work keeps the cores busy)
+  --step NAME            ${STEP_METHODS.join(" | ")} (default: fast; tape is
+                         tfjs's gradient tape, the reference fast is tested on)
   --resume               continue the run in --out from its newest checkpoint
   -h, --help             show this help
 
@@ -75,6 +81,8 @@ const FLAGS = {
   "eval-every": { type: "string" },
   backend: { type: "string" },
   kernel: { type: "string" },
+  "blas-threads": { type: "string" },
+  step: { type: "string" },
   resume: { type: "boolean" },
   "no-share": { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -108,6 +116,8 @@ async function main(): Promise<number> {
     evalEvery: intFlag("eval-every", flags["eval-every"], 0),
     backend: choiceFlag("backend", flags.backend, BACKENDS),
     kernel: choiceFlag("kernel", flags.kernel, MATMUL_KERNELS),
+    blasThreads: intFlag("blas-threads", flags["blas-threads"], 0),
+    step: choiceFlag("step", flags.step, STEP_METHODS),
   };
 
   const controller = new AbortController();

@@ -42,8 +42,8 @@ export interface StepVariant {
 /**
  * The variants, from stock tfjs to the fastest path: the tape step (the
  * reference) on the stock kernels and on OpenBLAS, then the fast step on
- * pure tfjs (our wasm matmul kernel) and on OpenBLAS on every core and on
- * one (`deno task train`'s default, see `TRAIN_BLAS_THREADS`).
+ * pure tfjs (our wasm matmul kernel) and on OpenBLAS on every core
+ * (`deno task train`'s default) and on one (`--blas-threads 1`).
  */
 export const STEP_VARIANTS: StepVariant[] = [
   { name: "tape stock", method: "tape", kernel: "tfjs", fusedAdam: false },

@@ -15,6 +15,7 @@ import {
 } from "./arch.ts";
 import { OptionError } from "./errors.ts";
 import { MATMUL_KERNELS, type MatMulKernel } from "./kernels.ts";
+import { STEP_METHODS, type StepMethod } from "./step.ts";
 import { checkTransform, type TransformName } from "./transforms.ts";
 
 /** tfjs backends training can run on. */
@@ -65,6 +66,17 @@ export interface TrainOptions {
    * wasm path. Default: `auto`.
    */
   kernel: MatMulKernel;
+  /**
+   * OpenBLAS threads with the `blas` kernel; 0 leaves OpenBLAS's own choice
+   * (`OPENBLAS_NUM_THREADS`, else every core). Default: 0.
+   */
+  blasThreads: number;
+  /**
+   * How a step computes its gradients (see `lib/step.ts`): `fast` writes
+   * the backward pass out per layer, `tape` is tfjs's gradient tape, the
+   * reference it is tested against. Default: `fast`.
+   */
+  step: StepMethod;
 }
 
 /** Options as a user may give them: anything left out takes its default. */
@@ -103,6 +115,8 @@ export const SCHEDULE_OPTIONS = [
   "evalEvery",
   "backend",
   "kernel",
+  "blasThreads",
+  "step",
   "out",
 ] as const;
 
@@ -127,6 +141,8 @@ export function resolveTrainOptions(
     evalEvery: input.evalEvery ?? 1000,
     backend: input.backend ?? "wasm",
     kernel: input.kernel ?? "auto",
+    blasThreads: input.blasThreads ?? 0,
+    step: input.step ?? "fast",
   };
   checkInteger("steps", options.steps, 1);
   checkInteger("batchSize", options.batchSize, 1);
@@ -136,6 +152,7 @@ export function resolveTrainOptions(
   checkInteger("checkpointEvery", options.checkpointEvery, 0);
   checkInteger("keepCheckpoints", options.keepCheckpoints, 0);
   checkInteger("evalEvery", options.evalEvery, 0);
+  checkInteger("blasThreads", options.blasThreads, 0);
   if (
     !Number.isFinite(options.learningRate) || options.learningRate <= 0 ||
     options.learningRate >= 1
@@ -164,6 +181,13 @@ export function resolveTrainOptions(
   ) {
     throw new OptionError(
       `Cannot use matmul kernel "${options.kernel}" as it needs backend "wasm": current backend is "${options.backend}"`,
+    );
+  }
+  if (!(STEP_METHODS as readonly string[]).includes(options.step)) {
+    throw new OptionError(
+      `Unsupported step: "${options.step}". Should be one of: ${
+        STEP_METHODS.join(", ")
+      }`,
     );
   }
   if (options.out.trim() === "") {

@@ -55,9 +55,6 @@ import {
 /** Pairs measured by each `--eval-every` evaluation. */
 export const EVAL_PAIRS = 1000;
 
-/** OpenBLAS threads while training with the `blas` kernel. */
-export const TRAIN_BLAS_THREADS = 1;
-
 /** Pairs in each sample grid. */
 export const SAMPLE_PAIRS = 20;
 
@@ -272,11 +269,8 @@ export async function train(
     [SAMPLE_PAIRS, arch.latentDim],
   );
 
-  // One OpenBLAS thread: these matrices are small (at most 1024 wide), so
-  // a second thread costs more in synchronisation than it saves, and on a
-  // busy machine far more (`deno task bench` shows both).
-  const blasThreads = kernel === "blas"
-    ? setBlasThreads(TRAIN_BLAS_THREADS)
+  const blasThreads = kernel === "blas" && options.blasThreads > 0
+    ? setBlasThreads(options.blasThreads)
     : undefined;
   let classifier: Classifier | undefined;
   try {
@@ -387,7 +381,7 @@ export async function train(
           batch,
           arch.latentDim,
         ]);
-        trainStep(model, optimisers, reals, z, stats);
+        trainStep(model, optimisers, reals, z, stats, options.step);
       });
       step++;
       intervalSteps++;

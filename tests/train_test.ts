@@ -9,6 +9,8 @@ import {
 import { resolveClassifierConfig, trainClassifier } from "../lib/classifier.ts";
 import { useBackend } from "../lib/backend.ts";
 import { OptionError } from "../lib/errors.ts";
+import { resolveTrainOptions } from "../lib/options.ts";
+import type { StepMethod } from "../lib/step.ts";
 import { type MetricsRecord, train } from "../lib/train.ts";
 
 /** Small, fast settings: the seed network at batch 8 on the cpu-free path. */
@@ -103,6 +105,34 @@ Deno.test("train() refuses to start over an existing run or change its network",
   await Deno.remove(out, { recursive: true });
 });
 
+Deno.test("resolveTrainOptions checks the step method and OpenBLAS threads", () => {
+  assert.equal(resolveTrainOptions({}).step, "fast");
+  assert.equal(resolveTrainOptions({}).blasThreads, 0);
+  assert.throws(
+    () => resolveTrainOptions({ step: "sideways" as StepMethod }),
+    new OptionError(
+      'Unsupported step: "sideways". Should be one of: fast, tape',
+    ),
+  );
+  assert.throws(
+    () => resolveTrainOptions({ blasThreads: 1.5 }),
+    new OptionError(
+      "Cannot train as 'blasThreads' must be an integer >= 0: current value is 1.5",
+    ),
+  );
+});
+
+Deno.test("a run may resume on the other step method", async () => {
+  const out = await Deno.makeTempDir();
+  await train({ ...TINY_RUN, steps: 5, out });
+  const resumed = await train({ steps: 10, out, step: "tape" }, {
+    resume: true,
+  });
+  assert.equal(resumed.step, 10);
+  assert.equal(resumed.options.step, "tape");
+  await Deno.remove(out, { recursive: true });
+});
+
 Deno.test("train() stops on its signal with a checkpoint", async () => {
   const out = await Deno.makeTempDir();
   const controller = new AbortController();
@@ -158,6 +188,14 @@ Deno.test("train.ts rejects bad flags with one line and exit code 2", async () =
       ["--transform", "spin"],
       'Invalid value for --transform: "spin". Should be one of: rot90, negative, edge',
     ],
+    [
+      ["--step", "sideways"],
+      'Invalid value for --step: "sideways". Should be one of: fast, tape',
+    ],
+    [
+      ["--blas-threads", "-1"],
+      'Invalid value for --blas-threads: "-1". Should be an integer >= 0',
+    ],
     [["--bogus"], "Unknown option '--bogus'"],
   ];
   for (const [args, message] of cases) {
@@ -184,6 +222,8 @@ Deno.test("train.ts --help lists every flag", async () => {
       "--seed",
       "--resume",
       "--kernel",
+      "--blas-threads",
+      "--step",
       "--eval-every",
     ]
   ) {
