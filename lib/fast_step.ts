@@ -18,9 +18,9 @@
 import * as tf from "@tensorflow/tfjs";
 import type { DenseOps, LayerTrace } from "./dense_grad.ts";
 import {
+  averageShared,
   type BatchStats,
   type CoupledModel,
-  isShared,
   type Stack,
   updateMovingStats,
 } from "./model.ts";
@@ -110,18 +110,6 @@ function discriminatorBackward(
   return trace.private.map((t, d) =>
     backwardStack(ops, t, parts[d], want, grads)
   );
-}
-
-/** Divides shared parameters' gradients by the number of domains. */
-function averageShared(
-  grads: Map<string, tf.Tensor>,
-  domains: number,
-): Record<string, tf.Tensor> {
-  const out: Record<string, tf.Tensor> = {};
-  for (const [name, g] of grads) {
-    out[name] = isShared(name) ? tf.div(g, domains) : g;
-  }
-  return out;
 }
 
 /**

@@ -309,6 +309,21 @@ export function isShared(name: string): boolean {
 }
 
 /**
+ * Gradients by parameter name with the shared parameters' divided by the
+ * number of domains, so a shared layer takes the mean of the domains' pulls.
+ */
+export function averageShared(
+  grads: Iterable<[string, tf.Tensor]>,
+  domains: number,
+): tf.NamedTensorMap {
+  const out: tf.NamedTensorMap = {};
+  for (const [name, g] of grads) {
+    out[name] = isShared(name) ? tf.div(g, domains) : g;
+  }
+  return out;
+}
+
+/**
  * One image per domain for each row of `z` ([batch, latentDim]): the shared
  * layers run once, each private stack on their output. Each result is
  * [batch, 784] in [0, 1]. Pass `batchStats` when training (see

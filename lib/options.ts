@@ -102,6 +102,20 @@ function checkInteger(
   return value;
 }
 
+function checkChoice(
+  what: string,
+  value: string,
+  choices: readonly string[],
+): void {
+  if (!choices.includes(value)) {
+    throw new OptionError(
+      `Unsupported ${what}: "${value}". Should be one of: ${
+        choices.join(", ")
+      }`,
+    );
+  }
+}
+
 /**
  * Options that a resumed run may change; the others define the networks
  * and their data, and must stay as the run started.
@@ -161,20 +175,8 @@ export function resolveTrainOptions(
       `Cannot train as 'learningRate' must be a number in (0, 1): current value is ${options.learningRate}`,
     );
   }
-  if (!(BACKENDS as readonly string[]).includes(options.backend)) {
-    throw new OptionError(
-      `Unsupported backend: "${options.backend}". Should be one of: ${
-        BACKENDS.join(", ")
-      }`,
-    );
-  }
-  if (!(MATMUL_KERNELS as readonly string[]).includes(options.kernel)) {
-    throw new OptionError(
-      `Unsupported matmul kernel: "${options.kernel}". Should be one of: ${
-        MATMUL_KERNELS.join(", ")
-      }`,
-    );
-  }
+  checkChoice("backend", options.backend, BACKENDS);
+  checkChoice("matmul kernel", options.kernel, MATMUL_KERNELS);
   if (
     options.kernel !== "auto" && options.kernel !== "tfjs" &&
     options.backend !== "wasm"
@@ -183,13 +185,7 @@ export function resolveTrainOptions(
       `Cannot use matmul kernel "${options.kernel}" as it needs backend "wasm": current backend is "${options.backend}"`,
     );
   }
-  if (!(STEP_METHODS as readonly string[]).includes(options.step)) {
-    throw new OptionError(
-      `Unsupported step: "${options.step}". Should be one of: ${
-        STEP_METHODS.join(", ")
-      }`,
-    );
-  }
+  checkChoice("step", options.step, STEP_METHODS);
   if (options.out.trim() === "") {
     throw new OptionError(
       "Cannot train as 'out' must be a folder path: current value is empty",

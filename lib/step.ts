@@ -16,11 +16,11 @@ import { Adam, type AdamConfig } from "./adam.ts";
 import { denseOps } from "./dense_kernels.ts";
 import { fastTrainStep } from "./fast_step.ts";
 import {
+  averageShared,
   type BatchStats,
   type CoupledModel,
   discriminate,
   generate,
-  isShared,
   parameterNames,
   updateMovingStats,
 } from "./model.ts";
@@ -56,17 +56,6 @@ export function createOptimisers(
 export function disposeOptimisers(optimisers: Optimisers): void {
   optimisers.discriminator.dispose();
   optimisers.generator.dispose();
-}
-
-function scaleShared(
-  grads: tf.NamedTensorMap,
-  domains: number,
-): tf.NamedTensorMap {
-  const out: tf.NamedTensorMap = {};
-  for (const [name, g] of Object.entries(grads)) {
-    out[name] = isShared(name) ? tf.div(g, domains) : g;
-  }
-  return out;
 }
 
 function pickVariables(model: CoupledModel, names: string[]): tf.Variable[] {
@@ -112,7 +101,7 @@ export function discriminatorGrads(
     return tf.addN(perDomain) as tf.Scalar;
   }, vars);
   return {
-    grads: scaleShared(grads, model.domains.length),
+    grads: averageShared(Object.entries(grads), model.domains.length),
     losses,
     dReal,
     dFake,
@@ -143,7 +132,7 @@ export function generatorGrads(
     return tf.addN(perDomain) as tf.Scalar;
   }, vars);
   return {
-    grads: scaleShared(grads, model.domains.length),
+    grads: averageShared(Object.entries(grads), model.domains.length),
     losses,
     dReal: [],
     dFake: [],
