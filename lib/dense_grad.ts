@@ -19,7 +19,12 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { BN_EPSILON, LEAKY_SLOPE } from "./arch.ts";
-import { activate, type BatchStats, type DenseLayer } from "./model.ts";
+import {
+  activate,
+  type BatchStats,
+  type DenseLayer,
+  recordBatchStats,
+} from "./model.ts";
 
 /** What a layer's forward pass keeps for its backward pass. */
 export interface LayerTrace {
@@ -95,11 +100,7 @@ export const OPS_DENSE: DenseOps = {
       const mean = tf.mean(h, 0) as tf.Tensor1D;
       const centred = tf.sub(h, mean);
       const variance = tf.mean(tf.square(centred), 0) as tf.Tensor1D;
-      batchStats.push({
-        norm: layer.norm,
-        mean: tf.keep(mean),
-        variance: tf.keep(tf.mul(variance, n / Math.max(1, n - 1))),
-      });
+      recordBatchStats(batchStats, layer.norm, mean, variance, n);
       invStd = tf.rsqrt(tf.add(variance, BN_EPSILON));
       xhat = tf.mul(centred, invStd);
       h = tf.add(tf.mul(xhat, layer.norm.gamma), layer.norm.beta);

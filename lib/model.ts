@@ -91,6 +91,25 @@ export function runStack(
   return h;
 }
 
+/**
+ * Records, kept, a training batch's statistics for
+ * {@linkcode updateMovingStats}: its `mean`, and its `variance` over `n`
+ * rows made unbiased, as PyTorch keeps it.
+ */
+export function recordBatchStats(
+  batchStats: BatchStats[],
+  norm: BatchNorm,
+  mean: tf.Tensor1D,
+  variance: tf.Tensor1D,
+  n: number,
+): void {
+  batchStats.push({
+    norm,
+    mean: tf.keep(mean),
+    variance: tf.keep(tf.mul(variance, n / Math.max(1, n - 1))),
+  });
+}
+
 function normalise(
   h: tf.Tensor2D,
   norm: BatchNorm,
@@ -101,12 +120,7 @@ function normalise(
   if (batchStats) {
     mean = tf.mean(h, 0);
     variance = tf.mean(tf.square(tf.sub(h, mean)), 0);
-    const n = h.shape[0];
-    batchStats.push({
-      norm,
-      mean: tf.keep(mean),
-      variance: tf.keep(tf.mul(variance, n / Math.max(1, n - 1))),
-    });
+    recordBatchStats(batchStats, norm, mean, variance, h.shape[0]);
   } else {
     mean = norm.movingMean as tf.Tensor1D;
     variance = norm.movingVariance as tf.Tensor1D;
