@@ -81,8 +81,6 @@ def main():
     def discriminate(i, x):
         return d_shared(d_private[i](x))
 
-    bn_layers = [m for net in [g_shared] + g_private for m in net.modules()
-                 if isinstance(m, nn.BatchNorm1d)]
     d_params = [p for m in d_private + [d_shared] for p in m.parameters()]
     g_params = [p for m in g_private + [g_shared] for p in m.parameters()]
     betas = (arch["beta1"], arch["beta2"])
